@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+// The `maria` command: a thin layer over the library. Each subcommand lives in its own file under
+// src/cli/ and exports `register(program)`; add it to the list below.
+import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command();
+program
+  .name('maria')
+  .description('Masked infilling with autoregressive language models (MARIA), on ONNX Runtime')
+  .version(pkg.version);
+
+const commandModules: Array<{ register(program: Command): void }> = [
+];
+for (const m of commandModules) m.register(program);
+
+await program.parseAsync(process.argv);
