@@ -1,0 +1,185 @@
+// Neural-network building blocks composed from the primitive ops. Their gradients come from the
+// primitives' vjps; ORT's optimiser re-fuses the patterns (RMSNorm, GELU, FusedMatMul) at load.
+import { Graph, Tensor } from './graph.js';
+import * as F from './ops.js';
+
+/** x @ Wᵀ + b with W in Hugging Face's [out, in] layout. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  const y = F.matmul(x, F.transposeLast(weight));
+  return bias ? F.add(y, bias) : y;
+}
+
+/** RMS normalisation over the last axis, written in the exact pattern ORT fuses. */
+export function rmsNorm(x: Tensor, weight: Tensor | null, eps: number): Tensor {
+  const g = x.graph;
+  const y = F.div(x, F.sqrt(F.add(F.mean(F.pow(x, 2), [-1], true), g.scalar(eps))));
+  return weight ? F.mul(y, weight) : y;
+}
+
+/** Layer normalisation; a missing weight or bias means ones or zeros (OLMo-1 has neither). */
+export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null, eps: number): Tensor {
+  const g = x.graph;
+  const d = x.dim(-1);
+  if (typeof d !== 'number') throw new Error(`layerNorm: the normalised axis must have a fixed size, got ${x}`);
+  const w = weight ?? g.constant(new Float32Array(d).fill(1), [d]);
+  const b = bias ?? g.constant(new Float32Array(d), [d]);
+  return F.layerNorm(x, w, b, eps);
+}
+
+/** GELU with the exact erf form (BERT, ModernBERT "gelu"). */
+export function gelu(x: Tensor): Tensor {
+  const g = x.graph;
+  return F.mul(F.mul(x, g.scalar(0.5)), F.add(g.scalar(1), F.erf(F.mul(x, g.scalar(Math.SQRT1_2)))));
+}
+
+/** GELU with the tanh approximation (GPT-2 "gelu_new", "gelu_pytorch_tanh"). */
+export function geluTanh(x: Tensor): Tensor {
+  const g = x.graph;
+  const inner = F.mul(g.scalar(Math.sqrt(2 / Math.PI)), F.add(x, F.mul(g.scalar(0.044715), F.pow(x, 3))));
+  return F.mul(F.mul(x, g.scalar(0.5)), F.add(g.scalar(1), F.tanh(inner)));
+}
+
+/** SiLU / swish: x · sigmoid(x). */
+export function silu(x: Tensor): Tensor {
+  return F.mul(x, F.sigmoid(x));
+}
+
+/** The activation named by an HF config's `hidden_act` / `activation_function`. */
+export function activation(name: string): (x: Tensor) => Tensor {
+  switch (name) {
+    case 'gelu':
+      return gelu;
+    case 'gelu_new':
+    case 'gelu_pytorch_tanh':
+    case 'gelu_fast':
+      return geluTanh;
+    case 'silu':
+    case 'swish':
+      return silu;
+    case 'relu':
+      return F.relu;
+    default:
+      throw new Error(`unsupported activation "${name}" (supported: gelu, gelu_new, gelu_pytorch_tanh, silu, relu)`);
+  }
+}
+
+/**
+ * cos/sin tables for rotary embeddings at the given positions ([B, T] int64), shaped
+ * [B, 1, T, dim] to broadcast over heads. Frequencies follow HF: θ^(-2i/dim), halves duplicated.
+ */
+export function rotaryTables(positions: Tensor, dim: number, theta: number): { cos: Tensor; sin: Tensor } {
+  const g = positions.graph;
+  const half = dim / 2;
+  // HF computes inv_freq in float32 from an int64 arange; Math.fround mirrors that rounding.
+  const invFreq = Float32Array.from({ length: half }, (_, i) => 1 / Math.fround(theta ** Math.fround((2 * i) / dim)));
+  const freqs = F.mul(F.reshape(F.cast(positions, 'float32'), [positions.dim(0), 1, positions.dim(1), 1]), g.constant(invFreq, [half]));
+  const emb = F.concat([freqs, freqs], -1);
+  return { cos: F.cos(emb), sin: F.sin(emb) };
+}
+
+/** Applies rotary embeddings (rotate-half convention) to x [B, H, T, dim]. */
+export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  const d = x.dim(-1) as number;
+  const x1 = F.slice(x, -1, 0, d / 2);
+  const x2 = F.slice(x, -1, d / 2, d);
+  const rotated = F.concat([F.neg(x2), x1], -1);
+  return F.add(F.mul(x, cos), F.mul(rotated, sin));
+}
+
+export interface MaskSpec {
+  /** Positions of the queries, [B, T] int64. */
+  queryPositions: Tensor;
+  /** Positions of the keys, [B, S] int64. */
+  keyPositions: Tensor;
+  /** Which keys exist (1) or are padding (0), [B, S] int64 or bool. */
+  keyValid?: Tensor | null;
+  /** Keys may not lie after the query. */
+  causal?: boolean;
+  /** Sliding window: keys at most `left` positions before and `right` after the query. */
+  window?: { left: number; right: number } | null;
+}
+
+/** A boolean attention mask [B, 1, T, S]: true where the query may attend to the key. */
+export function attentionMask(spec: MaskSpec): Tensor {
+  const { queryPositions: qp, keyPositions: kp } = spec;
+  const g = qp.graph;
+  const q = F.reshape(qp, [qp.dim(0), 1, qp.dim(1), 1]);
+  const k = F.reshape(kp, [kp.dim(0), 1, 1, kp.dim(1)]);
+  let mask: Tensor | null = null;
+  const both = (m: Tensor): void => {
+    mask = mask ? F.and(mask, m) : m;
+  };
+  if (spec.causal) both(F.not(F.greater(k, q)));
+  if (spec.window) {
+    const delta = F.sub(q, k); // how far the key lies before the query
+    both(F.not(F.greater(delta, g.int64([spec.window.left]))));
+    both(F.not(F.less(delta, g.int64([-spec.window.right]))));
+  }
+  if (spec.keyValid) {
+    const valid = spec.keyValid.dtype === 'bool' ? spec.keyValid : F.greater(spec.keyValid, g.int64([0]));
+    both(F.reshape(valid, [kp.dim(0), 1, 1, kp.dim(1)]));
+  }
+  if (!mask) mask = F.equal(q, q);
+  return mask;
+}
+
+/**
+ * Scaled dot-product attention. q: [B, H, T, d]; k, v: [B, Hkv, S, d] with H a multiple of Hkv
+ * (grouped-query attention: each KV head serves H/Hkv query heads through broadcasting, without
+ * copying K or V); mask: bool [B, 1, T, S]. Returns [B, H, T, d].
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: number): Tensor {
+  const g = q.graph;
+  const [B, H, T, d] = q.shape;
+  const Hkv = k.dim(1) as number;
+  const group = (H as number) / Hkv;
+  if (!Number.isInteger(group)) throw new Error(`attention: ${H} query heads do not divide into ${Hkv} KV heads`);
+  const masked = (scores: Tensor, m: Tensor): Tensor => F.where(m, scores, g.scalar(-1e30));
+  if (group === 1) {
+    const scores = F.mul(F.matmul(q, F.transposeLast(k)), g.scalar(scale));
+    return F.matmul(F.softmax(masked(scores, mask)), v);
+  }
+  const S = k.dim(2);
+  const q5 = F.reshape(q, [B, Hkv, group, T, d]);
+  const k5 = F.reshape(k, [k.dim(0), Hkv, 1, S, d]);
+  const v5 = F.reshape(v, [v.dim(0), Hkv, 1, S, d]);
+  const m5 = F.reshape(mask, [mask.dim(0), 1, 1, T, S]);
+  const scores = F.mul(F.matmul(q5, F.transposeLast(k5)), g.scalar(scale));
+  const out = F.matmul(F.softmax(masked(scores, m5)), v5);
+  return F.reshape(out, [B, H, T, d]);
+}
+
+/** [B, T, H·d] → [B, H, T, d]. */
+export function splitHeads(x: Tensor, heads: number, headDim: number): Tensor {
+  return F.transpose(F.reshape(x, [x.dim(0), x.dim(1), heads, headDim]), [0, 2, 1, 3]);
+}
+
+/** [B, H, T, d] → [B, T, H·d]. */
+export function mergeHeads(x: Tensor): Tensor {
+  const [B, H, T, d] = x.shape;
+  return F.reshape(F.transpose(x, [0, 2, 1, 3]), [B, T, (H as number) * (d as number)]);
+}
+
+/** Negative log-likelihood of each target ([...] int64) under logits [..., V]. */
+export function tokenNll(logits: Tensor, targets: Tensor): Tensor {
+  return F.neg(F.pick(F.logSoftmax(logits), targets));
+}
+
+/**
+ * Mean cross-entropy over targets ≥ 0; negative targets (e.g. -100) are ignored, as in PyTorch.
+ * Returns a scalar (0 when no target counts).
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  const g = logits.graph;
+  const valid = F.not(F.less(targets, g.int64([0])));
+  const safeTargets = F.where(valid, targets, g.int64([0]));
+  const validF = F.cast(valid, 'float32');
+  const nll = F.mul(tokenNll(logits, safeTargets), validF);
+  const axes = targets.shape.map((_, i) => i);
+  return F.div(F.sum(nll, axes), F.clip(F.sum(validF, axes), 1, 3.4e38));
+}
+
+/** Convenience for graphs: a [B, T] int64 input pair of ids and positions. */
+export function tokenInputs(g: Graph): { ids: Tensor; positions: Tensor } {
+  return { ids: g.input('input_ids', ['B', 'T'], 'int64'), positions: g.input('position_ids', ['B', 'T'], 'int64') };
+}
