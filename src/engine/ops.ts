@@ -1,7 +1,7 @@
 // The primitive ops. Each op is defined once, llm.c style: its shape rule, its lowering to ONNX
 // (emit) and its backward rule (vjp) side by side. Everything else — norms, attention, rotary
 // embeddings, losses — is composed from these in nn.ts, so its gradient comes for free.
-import { Graph, Tensor, type Dim, type DType, type Emitter, type Node, type OpDef, fmtShape } from './graph.js';
+import { Graph, Tensor, type Dim, type DType, type Node, type OpDef, fmtShape } from './graph.js';
 
 // ---------------------------------------------------------------------------------------------
 // Shape helpers
