@@ -1,0 +1,92 @@
+// What every model family provides. A family is one short file: it reads its config.json into a
+// typed config, lists its parameters (for random initialisation and shape checks) and builds its
+// forward graph over the engine's ops. Runners (causal-lm.ts, masked-lm.ts) do the rest.
+import type { Graph, Tensor } from '../engine/graph.js';
+import type { HfConfig } from './config.js';
+
+/** Where a family's graph gets its weights: by HF tensor name, shape-checked. */
+export interface ParamSource {
+  /** The parameter `name` with `shape`; throws a clear error if absent or shaped differently. */
+  get(name: string, shape: number[]): Tensor;
+  /** Whether the checkpoint holds `name` (for optional biases and untied heads). */
+  has(name: string): boolean;
+}
+
+/** How a parameter is initialised for training from scratch. */
+export type Init = { kind: 'normal'; std: number } | { kind: 'ones' } | { kind: 'zeros' };
+
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  init: Init;
+}
+
+/** Fields every family config shares. */
+export interface BaseConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  maxPositions: number;
+}
+
+export interface CausalInputs {
+  /** [B, T] int64 token ids. */
+  ids: Tensor;
+  /** [B, T] int64 positions of those tokens. */
+  positions: Tensor;
+  /** [B, S] int64, S = P + T: 1 where a key (cached or new) exists, 0 for padding. */
+  keyValid: Tensor;
+  /** [B, S] int64 positions of every key (cached then new). */
+  keyPositions: Tensor;
+  /** Per layer, the cached keys and values [B, Hkv, P, headDim] (P may be 0). */
+  past: Array<{ k: Tensor; v: Tensor }>;
+}
+
+export interface CausalOutputs {
+  /** [B, T, D]: the vector the output matrix consumes (after the final norm / head transform). */
+  hidden: Tensor;
+  /** [B, T, V]. */
+  logits: Tensor;
+  /** Per layer, past concatenated with the new keys and values. */
+  present: Array<{ k: Tensor; v: Tensor }>;
+}
+
+export interface MaskedInputs {
+  /** [B, T] int64. */
+  ids: Tensor;
+  /** [B, T] int64 positions (families with special position rules get them from `positionIds`). */
+  positions: Tensor;
+  /** [B, T] int64: 1 for real tokens, 0 for padding. */
+  attentionMask: Tensor;
+}
+
+export interface MaskedOutputs {
+  /** [B, T, D]: the vector the decoder matrix consumes (after the prediction-head transform). */
+  hidden: Tensor;
+  logits: Tensor;
+}
+
+interface FamilyBase<C extends BaseConfig> {
+  /** Names under which HF config.json declares this family (`model_type`). */
+  modelTypes: string[];
+  parseConfig(config: HfConfig): C;
+  params(config: C): ParamSpec[];
+  /** The output matrix ([V, D]) and bias the hidden state feeds, by tensor name (for MARIA's head init). */
+  outputHead(config: C, has: (name: string) => boolean): { weight: string; bias: string | null };
+}
+
+export interface CausalFamily<C extends BaseConfig = BaseConfig> extends FamilyBase<C> {
+  kind: 'causal';
+  /** KV cache geometry. */
+  cacheShape(config: C): { kvHeads: number; headDim: number };
+  forward(g: Graph, p: ParamSource, config: C, inputs: CausalInputs): CausalOutputs;
+}
+
+export interface MaskedFamily<C extends BaseConfig = BaseConfig> extends FamilyBase<C> {
+  kind: 'masked';
+  forward(g: Graph, p: ParamSource, config: C, inputs: MaskedInputs): MaskedOutputs;
+  /** Position ids for a row of ids (default 0..T-1; RoBERTa offsets past padding). */
+  positionIds?(config: C, ids: number[], mask: number[]): number[];
+}
+
+export type Family = CausalFamily | MaskedFamily;

@@ -1,0 +1,178 @@
+// The Llama family: Llama (grouped-query attention, RMSNorm, SwiGLU, rotary), and the members that
+// differ only in details — Qwen2 (q/k/v biases, optional sliding window), OLMo-1 (parameter-free
+// LayerNorm, clip_qkv) and OLMo-2 (norms after each sub-block, q/k RMSNorm over whole projections).
+import type { Graph, Tensor } from '../engine/graph.js';
+import * as F from '../engine/ops.js';
+import * as nn from '../engine/nn.js';
+import { HfConfig, ModelFolderError } from './config.js';
+import type { BaseConfig, CausalFamily, ParamSource, ParamSpec } from './family.js';
+
+type Variant = 'llama' | 'qwen2' | 'olmo' | 'olmo2';
+
+export interface LlamaConfig extends BaseConfig {
+  variant: Variant;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  act: string;
+  normEps: number;
+  ropeTheta: number;
+  qkvBias: boolean;
+  outputBias: boolean;
+  mlpBias: boolean;
+  clipQkv: number | null;
+  tieEmbeddings: boolean;
+  /** Per layer: sliding-window size, or null for full attention. */
+  windows: Array<number | null>;
+  initStd: number;
+}
+
+function parseConfig(c: HfConfig): LlamaConfig {
+  const modelType = c.modelType().toLowerCase();
+  const variant: Variant = modelType.startsWith('qwen2') ? 'qwen2' : modelType.startsWith('olmo2') ? 'olmo2' : modelType.startsWith('olmo') ? 'olmo' : 'llama';
+  c.checkRopeScaling();
+  const hiddenSize = c.int('hidden_size');
+  const numHeads = c.int('num_attention_heads');
+  const numKvHeads = c.int('num_key_value_heads', numHeads);
+  const headDim = c.int('head_dim', Math.floor(hiddenSize / numHeads));
+  if (numHeads % numKvHeads !== 0) {
+    throw new ModelFolderError(`${c.file}: num_attention_heads (${numHeads}) is not a multiple of num_key_value_heads (${numKvHeads})`);
+  }
+  const numLayers = c.int('num_hidden_layers');
+  const attentionBias = c.bool('attention_bias', false);
+  // Qwen2 has q/k/v biases by construction; its config has no switch for them.
+  const qkvBias = variant === 'qwen2' ? true : attentionBias;
+  let windows: Array<number | null> = new Array(numLayers).fill(null);
+  const layerTypes = c.raw.layer_types;
+  const slidingWindow = c.optNum('sliding_window');
+  if (Array.isArray(layerTypes)) {
+    if (layerTypes.length !== numLayers) throw new ModelFolderError(`${c.file}: "layer_types" has ${layerTypes.length} entries for ${numLayers} layers`);
+    windows = layerTypes.map((t) => (t === 'sliding_attention' ? slidingWindow : null));
+  } else if (variant === 'qwen2' && c.bool('use_sliding_window', false) && slidingWindow) {
+    const from = c.int('max_window_layers', numLayers);
+    windows = windows.map((_, i) => (i >= from ? slidingWindow : null));
+  }
+  if (windows.some((w) => w !== null && !(w > 0))) throw new ModelFolderError(`${c.file}: sliding_attention layers need a positive "sliding_window"`);
+  return {
+    variant,
+    vocabSize: c.int('vocab_size'),
+    hiddenSize,
+    numLayers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    intermediateSize: c.int('intermediate_size'),
+    maxPositions: c.int('max_position_embeddings', 2048),
+    act: c.str('hidden_act', 'silu'),
+    // OLMo-1's LayerNorm has a fixed epsilon and no config key for it.
+    normEps: variant === 'olmo' ? 1e-5 : c.num('rms_norm_eps', 1e-6),
+    ropeTheta: c.ropeTheta(),
+    qkvBias,
+    outputBias: variant === 'qwen2' ? false : attentionBias,
+    mlpBias: c.bool('mlp_bias', false),
+    clipQkv: variant === 'olmo' ? c.optNum('clip_qkv') : null,
+    tieEmbeddings: c.tieWordEmbeddings(),
+    windows,
+    initStd: c.num('initializer_range', 0.02),
+  };
+}
+
+function params(c: LlamaConfig): ParamSpec[] {
+  const normal = { kind: 'normal', std: c.initStd } as const;
+  const ones = { kind: 'ones' } as const;
+  const zeros = { kind: 'zeros' } as const;
+  const specs: ParamSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, c.hiddenSize], init: normal }];
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    const lin = (name: string, out: number, inp: number, bias: boolean): void => {
+      specs.push({ name: `${p}.${name}.weight`, shape: [out, inp], init: normal });
+      if (bias) specs.push({ name: `${p}.${name}.bias`, shape: [out], init: zeros });
+    };
+    if (c.variant === 'llama' || c.variant === 'qwen2') {
+      specs.push({ name: `${p}.input_layernorm.weight`, shape: [c.hiddenSize], init: ones });
+    }
+    lin('self_attn.q_proj', q, c.hiddenSize, c.qkvBias);
+    lin('self_attn.k_proj', kv, c.hiddenSize, c.qkvBias);
+    lin('self_attn.v_proj', kv, c.hiddenSize, c.qkvBias);
+    lin('self_attn.o_proj', c.hiddenSize, q, c.outputBias);
+    if (c.variant === 'olmo2') {
+      specs.push({ name: `${p}.self_attn.q_norm.weight`, shape: [q], init: ones });
+      specs.push({ name: `${p}.self_attn.k_norm.weight`, shape: [kv], init: ones });
+      specs.push({ name: `${p}.post_feedforward_layernorm.weight`, shape: [c.hiddenSize], init: ones });
+    }
+    if (c.variant !== 'olmo') specs.push({ name: `${p}.post_attention_layernorm.weight`, shape: [c.hiddenSize], init: ones });
+    lin('mlp.gate_proj', c.intermediateSize, c.hiddenSize, c.mlpBias);
+    lin('mlp.up_proj', c.intermediateSize, c.hiddenSize, c.mlpBias);
+    lin('mlp.down_proj', c.hiddenSize, c.intermediateSize, c.mlpBias);
+  }
+  if (c.variant !== 'olmo') specs.push({ name: 'model.norm.weight', shape: [c.hiddenSize], init: ones });
+  if (!c.tieEmbeddings) specs.push({ name: 'lm_head.weight', shape: [c.vocabSize, c.hiddenSize], init: normal });
+  return specs;
+}
+
+function forward(g: Graph, p: ParamSource, c: LlamaConfig, inputs: Parameters<CausalFamily['forward']>[3]) {
+  const act = nn.activation(c.act);
+  const norm = (x: Tensor, name: string, size = c.hiddenSize): Tensor =>
+    c.variant === 'olmo' ? nn.layerNorm(x, null, null, c.normEps) : nn.rmsNorm(x, p.get(name, [size]), c.normEps);
+  const lin = (x: Tensor, name: string, out: number, inp: number, bias: boolean): Tensor =>
+    nn.linear(x, p.get(`${name}.weight`, [out, inp]), bias ? p.get(`${name}.bias`, [out]) : null);
+  const clip = (x: Tensor): Tensor => (c.clipQkv === null ? x : F.clip(x, -c.clipQkv, c.clipQkv));
+
+  const embed = p.get('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
+  let h = F.gather(embed, inputs.ids);
+  const { cos, sin } = nn.rotaryTables(inputs.positions, c.headDim, c.ropeTheta);
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const present: Array<{ k: Tensor; v: Tensor }> = [];
+
+  for (let i = 0; i < c.numLayers; i++) {
+    const pre = `model.layers.${i}`;
+    const mask = nn.attentionMask({
+      queryPositions: inputs.positions,
+      keyPositions: inputs.keyPositions,
+      keyValid: inputs.keyValid,
+      causal: true,
+      // HF's sliding window keeps the last `window` keys, the query included.
+      window: c.windows[i] === null ? null : { left: c.windows[i]! - 1, right: 0 },
+    });
+
+    const x = c.variant === 'olmo2' ? h : norm(h, `${pre}.input_layernorm.weight`);
+    let qs = clip(lin(x, `${pre}.self_attn.q_proj`, q, c.hiddenSize, c.qkvBias));
+    let ks = clip(lin(x, `${pre}.self_attn.k_proj`, kv, c.hiddenSize, c.qkvBias));
+    const vs = clip(lin(x, `${pre}.self_attn.v_proj`, kv, c.hiddenSize, c.qkvBias));
+    if (c.variant === 'olmo2') {
+      qs = norm(qs, `${pre}.self_attn.q_norm.weight`, q);
+      ks = norm(ks, `${pre}.self_attn.k_norm.weight`, kv);
+    }
+    const qh = nn.applyRotary(nn.splitHeads(qs, c.numHeads, c.headDim), cos, sin);
+    const kNew = nn.applyRotary(nn.splitHeads(ks, c.numKvHeads, c.headDim), cos, sin);
+    const vNew = nn.splitHeads(vs, c.numKvHeads, c.headDim);
+    const k = F.concat([inputs.past[i].k, kNew], 2);
+    const v = F.concat([inputs.past[i].v, vNew], 2);
+    present.push({ k, v });
+    const attn = lin(nn.mergeHeads(nn.attention(qh, k, v, mask, 1 / Math.sqrt(c.headDim))), `${pre}.self_attn.o_proj`, c.hiddenSize, q, c.outputBias);
+    h = F.add(h, c.variant === 'olmo2' ? norm(attn, `${pre}.post_attention_layernorm.weight`) : attn);
+
+    const y = c.variant === 'olmo2' ? h : norm(h, `${pre}.post_attention_layernorm.weight`);
+    const gate = act(lin(y, `${pre}.mlp.gate_proj`, c.intermediateSize, c.hiddenSize, c.mlpBias));
+    const up = lin(y, `${pre}.mlp.up_proj`, c.intermediateSize, c.hiddenSize, c.mlpBias);
+    const mlp = lin(F.mul(gate, up), `${pre}.mlp.down_proj`, c.hiddenSize, c.intermediateSize, c.mlpBias);
+    h = F.add(h, c.variant === 'olmo2' ? norm(mlp, `${pre}.post_feedforward_layernorm.weight`) : mlp);
+  }
+  const hidden = norm(h, 'model.norm.weight');
+  const head = c.tieEmbeddings ? embed : p.get('lm_head.weight', [c.vocabSize, c.hiddenSize]);
+  return { hidden, logits: nn.linear(hidden, head), present };
+}
+
+export const llamaFamily: CausalFamily<LlamaConfig> = {
+  kind: 'causal',
+  modelTypes: ['llama', 'qwen2', 'olmo', 'olmo2'],
+  parseConfig,
+  params,
+  cacheShape: (c) => ({ kvHeads: c.numKvHeads, headDim: c.headDim }),
+  forward,
+  outputHead: (c) => ({ weight: c.tieEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight', bias: null }),
+};

@@ -1,0 +1,84 @@
+// Running a masked LM: one bidirectional pass over a padded batch.
+import { Graph } from '../engine/graph.js';
+import { compile } from '../engine/onnx.js';
+import { Session, type SessionOptions, int64Tensor } from '../engine/runtime.js';
+import { HfConfig, ModelFolderError } from './config.js';
+import type { BaseConfig, MaskedFamily } from './family.js';
+import { familyFor } from './registry.js';
+import { loadParams, paramSource, type ParamMap } from './weights.js';
+
+export interface MaskedOutput {
+  /** [B, T, D] flattened: the vector the decoder matrix consumes. */
+  hidden: Float32Array;
+  /** [B, T, V] flattened. */
+  logits: Float32Array;
+  B: number;
+  T: number;
+}
+
+export class MaskedLM {
+  private constructor(
+    readonly family: MaskedFamily,
+    readonly config: BaseConfig,
+    readonly params: ParamMap,
+    private readonly session: Session,
+    readonly dir: string,
+  ) {}
+
+  /** Loads a Hugging Face masked-LM folder (config.json + safetensors). */
+  static async load(dir: string, options: SessionOptions = {}): Promise<MaskedLM> {
+    const hf = HfConfig.load(dir);
+    const family = familyFor(hf);
+    if (family.kind !== 'masked') throw new ModelFolderError(`${hf.file}: model_type "${hf.modelType()}" is a causal LM, not a masked LM`);
+    const config = family.parseConfig(hf);
+    return MaskedLM.fromParams(family, config, loadParams(dir, family.params(config)), options, dir);
+  }
+
+  /** Builds a runner from weights already in memory. */
+  static async fromParams(family: MaskedFamily, config: BaseConfig, params: ParamMap, options: SessionOptions = {}, dir = '<memory>'): Promise<MaskedLM> {
+    const g = new Graph();
+    const ids = g.input('input_ids', ['B', 'T'], 'int64');
+    const positions = g.input('position_ids', ['B', 'T'], 'int64');
+    const attentionMask = g.input('attention_mask', ['B', 'T'], 'int64');
+    const out = family.forward(g, paramSource(g, params, dir), config, { ids, positions, attentionMask });
+    const session = await Session.create(compile(g, { outputs: { hidden: out.hidden, logits: out.logits }, name: `${dir}:encode` }), options);
+    return new MaskedLM(family, config, params, session, dir);
+  }
+
+  /** Position ids of one row, by the family's rule (default 0..T-1). */
+  positionIds(ids: number[], mask: number[]): number[] {
+    return this.family.positionIds ? this.family.positionIds(this.config, ids, mask) : ids.map((_, i) => i);
+  }
+
+  /**
+   * Encodes a batch of rows; shorter rows are right-padded with `padId` and masked out.
+   * `masks` overrides the attention mask per row (1 = real token).
+   */
+  async forward(rows: number[][], options: { padId?: number; masks?: number[][] } = {}): Promise<MaskedOutput> {
+    const B = rows.length;
+    const T = Math.max(...rows.map((r) => r.length));
+    if (B === 0 || T === 0) throw new Error('forward: empty input');
+    if (T > this.config.maxPositions) throw new Error(`sequence of ${T} tokens exceeds the model's context of ${this.config.maxPositions}`);
+    const padId = options.padId ?? 0;
+    const ids: number[] = [];
+    const mask: number[] = [];
+    const pos: number[] = [];
+    rows.forEach((r, b) => {
+      const rowIds = [...r, ...new Array(T - r.length).fill(padId)];
+      const rowMask = options.masks?.[b] ? [...options.masks[b], ...new Array(T - options.masks[b].length).fill(0)] : rowIds.map((_, t) => (t < r.length ? 1 : 0));
+      ids.push(...rowIds);
+      mask.push(...rowMask);
+      pos.push(...this.positionIds(rowIds, rowMask));
+    });
+    const out = await this.session.run({
+      input_ids: int64Tensor(ids, [B, T]),
+      position_ids: int64Tensor(pos, [B, T]),
+      attention_mask: int64Tensor(mask, [B, T]),
+    });
+    return { hidden: out.hidden.data as Float32Array, logits: out.logits.data as Float32Array, B, T };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}

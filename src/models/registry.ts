@@ -1,0 +1,22 @@
+// The model families maria knows, looked up by config.json's model_type.
+import { HfConfig, ModelFolderError } from './config.js';
+import type { Family } from './family.js';
+import { llamaFamily } from './llama.js';
+
+const families: Family[] = [llamaFamily as unknown as Family];
+
+/** Adds a family (each family module registers itself here). */
+export function registerFamily(f: Family): void {
+  families.push(f);
+}
+
+/** The family for a config, or a clear error listing the supported ones. */
+export function familyFor(config: HfConfig): Family {
+  const type = config.modelType();
+  const f = families.find((fam) => fam.modelTypes.includes(type) || fam.modelTypes.includes(type.toLowerCase()));
+  if (!f) {
+    const known = families.flatMap((fam) => fam.modelTypes).join(', ');
+    throw new ModelFolderError(`${config.file}: model_type "${type}" is not supported (supported: ${known})`);
+  }
+  return f;
+}

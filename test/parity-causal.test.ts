@@ -1,0 +1,55 @@
+// Causal families against reference outputs of Hugging Face transformers (test/data/hf-parity):
+// full-sequence and incremental (KV cache) hidden states and logits within 5e-5.
+import { readFileSync, existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { CausalLM } from '../src/models/causal-lm.js';
+
+const root = new URL('./data/hf-parity/', import.meta.url).pathname;
+const TOL = 5e-5;
+
+interface Expected {
+  cases: Array<{
+    last_hidden_state: { shape: number[]; data: number[] };
+    head_transform?: { shape: number[]; data: number[] };
+    logits: { shape: number[]; data: number[] };
+    incremental?: { prompt_length: number; logits: { data: number[] } };
+  }>;
+}
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+export const CAUSAL_FIXTURES = ['llama-a', 'qwen2-a', 'olmo-a', 'olmo2-a', 'gpt2-a', 'modernbert-decoder-a'];
+
+describe('causal LM parity with HF transformers', () => {
+  for (const name of CAUSAL_FIXTURES) {
+    const dir = root + name;
+    it.skipIf(!existsSync(dir + '/config.json'))(name, async () => {
+      const inputs = JSON.parse(readFileSync(dir + '/inputs.json', 'utf8')) as { cases: Array<{ input_ids: number[]; prompt_length: number }> };
+      const expected = JSON.parse(readFileSync(dir + '/expected.json', 'utf8')) as Expected;
+      const lm = await CausalLM.load(dir, { threads: 1 });
+      for (const [i, c] of inputs.cases.entries()) {
+        const exp = expected.cases[i];
+        const full = await lm.forward(c.input_ids);
+        const hiddenRef = exp.head_transform ?? exp.last_hidden_state;
+        expect(maxDiff(full.hidden, hiddenRef.data)).toBeLessThan(TOL);
+        expect(maxDiff(full.logits, exp.logits.data)).toBeLessThan(TOL);
+
+        // Prefill the prompt, then one token at a time through the cache.
+        const cache = lm.newCache(1);
+        const rows: Float32Array[] = [];
+        const first = await lm.step(cache, [c.input_ids.slice(0, c.prompt_length)]);
+        rows.push(first.logits);
+        for (const id of c.input_ids.slice(c.prompt_length)) rows.push((await lm.step(cache, [[id]])).logits);
+        const inc = Float32Array.from(rows.flatMap((r) => Array.from(r)));
+        expect(maxDiff(inc, exp.logits.data)).toBeLessThan(TOL);
+        if (exp.incremental) expect(maxDiff(inc, exp.incremental.logits.data)).toBeLessThan(TOL);
+      }
+      await lm.release();
+    });
+  }
+});
