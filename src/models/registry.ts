@@ -1,9 +1,19 @@
 // The model families maria knows, looked up by config.json's model_type.
 import { HfConfig, ModelFolderError } from './config.js';
 import type { Family } from './family.js';
+import { gpt2Family } from './gpt2.js';
+import { bertFamily } from './bert.js';
 import { llamaFamily } from './llama.js';
+import { modernBertFamily } from './modernbert.js';
+import { modernBertDecoderFamily } from './modernbert-decoder.js';
 
-const families: Family[] = [llamaFamily as unknown as Family];
+const families: Family[] = [
+  llamaFamily as unknown as Family,
+  gpt2Family as unknown as Family,
+  modernBertDecoderFamily as unknown as Family,
+  bertFamily as unknown as Family,
+  modernBertFamily as unknown as Family,
+];
 
 /** Adds a family (each family module registers itself here). */
 export function registerFamily(f: Family): void {

@@ -1,0 +1,317 @@
+// The BERT family: BERT and RoBERTa / XLM-RoBERTa (identical modelling code in HF). A post-LN
+// encoder: word + absolute position + token-type (row 0) embeddings → LayerNorm, then per layer
+// self-attention with a padding mask → dense → add & LayerNorm → intermediate act → dense → add &
+// LayerNorm. The MLM head is dense → act → LayerNorm (the "hidden" output), then a decoder tied to
+// the word embeddings plus a bias. RoBERTa differs only in names, in position ids (counted from
+// padding_idx + 1, pad tokens get padding_idx) and in its head activation (always erf GELU).
+//
+// Checkpoints from different transformers versions spell some tensors differently (LayerNorm.gamma
+// / .beta in TF-era files, no `bert.` prefix when saved from the bare encoder, the decoder bias under
+// `cls.predictions.decoder.bias`). parseConfig looks at the checkpoint next to config.json (header
+// only) and records which spelling each parameter has, so params() asks for the names that exist.
+import { dirname } from 'node:path';
+import type { Graph, Tensor } from '../engine/graph.js';
+import * as F from '../engine/ops.js';
+import * as nn from '../engine/nn.js';
+import { openCheckpoint } from '../io/safetensors.js';
+import { HfConfig, ModelFolderError } from './config.js';
+import type { BaseConfig, MaskedFamily, MaskedInputs, ParamSource, ParamSpec } from './family.js';
+
+// --- helpers shared with the other encoder families ----------------------------------------------
+
+/** The HF activations (ACT2FN names) an encoder may use; null for an unknown name. */
+function activationFor(name: string): ((x: Tensor) => Tensor) | null {
+  switch (name) {
+    case 'gelu':
+    case 'gelu_python':
+      return nn.gelu;
+    case 'gelu_new':
+    case 'gelu_pytorch_tanh':
+    case 'gelu_fast':
+    case 'gelu_accurate':
+      return nn.geluTanh;
+    case 'silu':
+    case 'swish':
+      return nn.silu;
+    case 'relu':
+      return F.relu;
+    case 'tanh':
+      return F.tanh;
+    case 'sigmoid':
+      return F.sigmoid;
+    case 'linear':
+      return (x) => x;
+    case 'quick_gelu':
+      return (x) => F.mul(x, F.sigmoid(F.mul(x, x.graph.scalar(1.702))));
+    default:
+      return null;
+  }
+}
+
+/** Reads an activation name from config.json, refusing names maria does not implement. */
+export function readActivation(c: HfConfig, keys: string[], fallback: string): string {
+  const name = c.str(keys, fallback);
+  if (!activationFor(name)) {
+    const key = keys.find((k) => c.has(k)) ?? keys[0];
+    throw new ModelFolderError(
+      `${c.file}: "${key}" is "${name}", which maria does not implement (supported: gelu, gelu_python, gelu_new, gelu_pytorch_tanh, gelu_fast, gelu_accurate, quick_gelu, silu, swish, relu, tanh, sigmoid, linear)`,
+    );
+  }
+  return name;
+}
+
+/** The activation function for a name accepted by {@link readActivation}. */
+export function activation(name: string): (x: Tensor) => Tensor {
+  const f = activationFor(name);
+  if (!f) throw new Error(`unsupported activation "${name}"`);
+  return f;
+}
+
+/** Tensor names of the checkpoint beside config.json, or null when there is none (training from scratch). */
+export function checkpointNames(c: HfConfig): ((name: string) => boolean) | null {
+  try {
+    const source = openCheckpoint(dirname(c.file));
+    return (name) => source.has(name);
+  } catch {
+    // No weights (or unreadable ones): keep the canonical names; loading reports the real problem.
+    return null;
+  }
+}
+
+/**
+ * For each canonical parameter name, the first of its spellings the checkpoint holds (only the
+ * names that differ are recorded; a name no spelling matches stays canonical, so loading fails
+ * with the canonical name in the message).
+ */
+export function resolveNames(canonical: string[], variants: (name: string) => string[], has: ((name: string) => boolean) | null): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!has) return out;
+  for (const name of canonical) {
+    if (has(name)) continue;
+    const hit = variants(name).find((v) => has(v));
+    if (hit !== undefined) out[name] = hit;
+  }
+  return out;
+}
+
+/** The size of a tensor's last axis when fixed. */
+function lastDim(x: Tensor): number {
+  const d = x.dim(-1);
+  if (typeof d !== 'number') throw new Error(`expected a fixed last axis, got ${x}`);
+  return d;
+}
+
+/** [B, T] int64 indices 0..T-1 of the tokens (HF masks go by index, not by position id). */
+export function tokenIndices(ids: Tensor): Tensor {
+  const T = ids.dim(1);
+  return F.expand(F.reshape(F.arange(ids.graph, T), [1, T]), [ids.dim(0), T]);
+}
+
+// --- BERT / RoBERTa --------------------------------------------------------------------------------
+
+type Variant = 'bert' | 'roberta';
+
+export interface BertConfig extends BaseConfig {
+  variant: Variant;
+  numHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  /** Rows of token_type_embeddings (row 0 is used). */
+  typeVocabSize: number;
+  /** Rows of position_embeddings (max_position_embeddings). */
+  positionRows: number;
+  /** hidden_act: the intermediate activation (and BERT's head transform's). */
+  act: string;
+  /** The head transform's activation: hidden_act for BERT, always erf GELU for RoBERTa. */
+  headAct: string;
+  normEps: number;
+  /** pad_token_id: RoBERTa's padding_idx for position ids. */
+  padId: number;
+  /** is_decoder: HF then masks attention causally. */
+  causal: boolean;
+  tieEmbeddings: boolean;
+  initStd: number;
+  /** Canonical parameter name → the spelling in the checkpoint, where it differs. */
+  names: Record<string, string>;
+}
+
+const PREFIX: Record<Variant, string> = { bert: 'bert.', roberta: 'roberta.' };
+
+/** Canonical (transformers 4.57 save_pretrained) names of the head tensors. */
+function headNames(v: Variant): { dense: string; norm: string; bias: string; altBias: string; decoder: string } {
+  return v === 'bert'
+    ? {
+        dense: 'cls.predictions.transform.dense',
+        norm: 'cls.predictions.transform.LayerNorm',
+        bias: 'cls.predictions.bias',
+        altBias: 'cls.predictions.decoder.bias',
+        decoder: 'cls.predictions.decoder.weight',
+      }
+    : { dense: 'lm_head.dense', norm: 'lm_head.layer_norm', bias: 'lm_head.bias', altBias: 'lm_head.decoder.bias', decoder: 'lm_head.decoder.weight' };
+}
+
+/** Other spellings of a canonical name, most likely first. */
+function variantsOf(v: Variant): (name: string) => string[] {
+  const prefix = PREFIX[v];
+  const head = headNames(v);
+  return (name) => {
+    const base = [name];
+    if (name.endsWith('LayerNorm.weight')) base.push(name.replace(/LayerNorm\.weight$/, 'LayerNorm.gamma'));
+    if (name.endsWith('LayerNorm.bias')) base.push(name.replace(/LayerNorm\.bias$/, 'LayerNorm.beta'));
+    if (name === head.bias) base.push(head.altBias);
+    const out = [...base];
+    for (const b of base) if (b.startsWith(prefix)) out.push(b.slice(prefix.length));
+    return out.slice(1);
+  };
+}
+
+function parseConfig(c: HfConfig): BertConfig {
+  const modelType = c.modelType().toLowerCase();
+  const variant: Variant = modelType.includes('roberta') ? 'roberta' : 'bert';
+  const posType = c.str('position_embedding_type', 'absolute');
+  if (posType !== 'absolute') {
+    throw new ModelFolderError(`${c.file}: "position_embedding_type" is "${posType}", which maria does not implement (only "absolute")`);
+  }
+  const hiddenSize = c.int('hidden_size');
+  const numHeads = c.int('num_attention_heads');
+  if (numHeads === 0 || hiddenSize % numHeads !== 0) {
+    throw new ModelFolderError(`${c.file}: hidden_size (${hiddenSize}) is not a multiple of num_attention_heads (${numHeads})`);
+  }
+  const typeVocabSize = c.int('type_vocab_size', 2);
+  if (typeVocabSize < 1) throw new ModelFolderError(`${c.file}: "type_vocab_size" must be at least 1 (token type 0 is added to every token)`);
+  const positionRows = c.int('max_position_embeddings', 512);
+  const padId = c.int('pad_token_id', variant === 'roberta' ? 1 : 0);
+  // RoBERTa positions run from padding_idx + 1, so the last usable one is rows - 1.
+  const maxPositions = variant === 'roberta' ? positionRows - padId - 1 : positionRows;
+  if (maxPositions < 1) {
+    throw new ModelFolderError(`${c.file}: "max_position_embeddings" (${positionRows}) leaves no positions after pad_token_id ${padId} (RoBERTa counts positions from padding_idx + 1)`);
+  }
+  const act = readActivation(c, ['hidden_act'], 'gelu');
+  const config: BertConfig = {
+    variant,
+    vocabSize: c.int('vocab_size'),
+    hiddenSize,
+    numLayers: c.int('num_hidden_layers'),
+    maxPositions,
+    numHeads,
+    headDim: hiddenSize / numHeads,
+    intermediateSize: c.int('intermediate_size'),
+    typeVocabSize,
+    positionRows,
+    act,
+    headAct: variant === 'roberta' ? 'gelu' : act,
+    normEps: c.num('layer_norm_eps', 1e-12),
+    padId,
+    causal: c.bool('is_decoder', false),
+    tieEmbeddings: c.tieWordEmbeddings(),
+    initStd: c.num('initializer_range', 0.02),
+    names: {},
+  };
+  config.names = resolveNames(
+    params(config).map((s) => s.name),
+    variantsOf(variant),
+    checkpointNames(c),
+  );
+  return config;
+}
+
+function params(c: BertConfig): ParamSpec[] {
+  const normal = { kind: 'normal', std: c.initStd } as const;
+  const ones = { kind: 'ones' } as const;
+  const zeros = { kind: 'zeros' } as const;
+  const D = c.hiddenSize;
+  const pre = PREFIX[c.variant];
+  const n = (name: string): string => c.names[name] ?? name;
+  const specs: ParamSpec[] = [];
+  const lin = (name: string, out: number, inp: number): void => {
+    specs.push({ name: n(`${name}.weight`), shape: [out, inp], init: normal });
+    specs.push({ name: n(`${name}.bias`), shape: [out], init: zeros });
+  };
+  const norm = (name: string): void => {
+    specs.push({ name: n(`${name}.weight`), shape: [D], init: ones });
+    specs.push({ name: n(`${name}.bias`), shape: [D], init: zeros });
+  };
+  specs.push({ name: n(`${pre}embeddings.word_embeddings.weight`), shape: [c.vocabSize, D], init: normal });
+  specs.push({ name: n(`${pre}embeddings.position_embeddings.weight`), shape: [c.positionRows, D], init: normal });
+  specs.push({ name: n(`${pre}embeddings.token_type_embeddings.weight`), shape: [c.typeVocabSize, D], init: normal });
+  norm(`${pre}embeddings.LayerNorm`);
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `${pre}encoder.layer.${i}`;
+    lin(`${p}.attention.self.query`, D, D);
+    lin(`${p}.attention.self.key`, D, D);
+    lin(`${p}.attention.self.value`, D, D);
+    lin(`${p}.attention.output.dense`, D, D);
+    norm(`${p}.attention.output.LayerNorm`);
+    lin(`${p}.intermediate.dense`, c.intermediateSize, D);
+    lin(`${p}.output.dense`, D, c.intermediateSize);
+    norm(`${p}.output.LayerNorm`);
+  }
+  const head = headNames(c.variant);
+  lin(head.dense, D, D);
+  norm(head.norm);
+  if (!c.tieEmbeddings) specs.push({ name: n(head.decoder), shape: [c.vocabSize, D], init: normal });
+  specs.push({ name: n(head.bias), shape: [c.vocabSize], init: zeros });
+  return specs;
+}
+
+function forward(g: Graph, p: ParamSource, c: BertConfig, inputs: MaskedInputs) {
+  const D = c.hiddenSize;
+  const pre = PREFIX[c.variant];
+  const n = (name: string): string => c.names[name] ?? name;
+  const get = (name: string, shape: number[]): Tensor => p.get(n(name), shape);
+  const lin = (x: Tensor, name: string, out: number): Tensor => nn.linear(x, get(`${name}.weight`, [out, lastDim(x)]), get(`${name}.bias`, [out]));
+  const norm = (x: Tensor, name: string): Tensor => nn.layerNorm(x, get(`${name}.weight`, [D]), get(`${name}.bias`, [D]), c.normEps);
+  const act = activation(c.act);
+
+  const words = get(`${pre}embeddings.word_embeddings.weight`, [c.vocabSize, D]);
+  const positions = get(`${pre}embeddings.position_embeddings.weight`, [c.positionRows, D]);
+  const types = get(`${pre}embeddings.token_type_embeddings.weight`, [c.typeVocabSize, D]);
+  // HF adds token type 0 to every token when no token_type_ids are given.
+  let h = F.add(F.add(F.gather(words, inputs.ids), F.slice(types, 0, 0, 1)), F.gather(positions, inputs.positions));
+  h = norm(h, `${pre}embeddings.LayerNorm`);
+
+  const index = tokenIndices(inputs.ids);
+  const mask = nn.attentionMask({ queryPositions: index, keyPositions: index, keyValid: inputs.attentionMask, causal: c.causal });
+  const scale = 1 / Math.sqrt(c.headDim);
+  for (let i = 0; i < c.numLayers; i++) {
+    const l = `${pre}encoder.layer.${i}`;
+    const q = nn.splitHeads(lin(h, `${l}.attention.self.query`, D), c.numHeads, c.headDim);
+    const k = nn.splitHeads(lin(h, `${l}.attention.self.key`, D), c.numHeads, c.headDim);
+    const v = nn.splitHeads(lin(h, `${l}.attention.self.value`, D), c.numHeads, c.headDim);
+    const ctx = nn.mergeHeads(nn.attention(q, k, v, mask, scale));
+    const a = norm(F.add(lin(ctx, `${l}.attention.output.dense`, D), h), `${l}.attention.output.LayerNorm`);
+    const inter = act(lin(a, `${l}.intermediate.dense`, c.intermediateSize));
+    h = norm(F.add(lin(inter, `${l}.output.dense`, D), a), `${l}.output.LayerNorm`);
+  }
+
+  const head = headNames(c.variant);
+  const hidden = norm(activation(c.headAct)(lin(h, head.dense, D)), head.norm);
+  const decoder = c.tieEmbeddings ? words : get(head.decoder, [c.vocabSize, D]);
+  const logits = nn.linear(hidden, decoder, get(head.bias, [c.vocabSize]));
+  return { hidden, logits };
+}
+
+/** RoBERTa: padding_idx + running count of non-pad tokens; pad tokens get padding_idx (decided by id, not mask). */
+function positionIds(c: BertConfig, ids: number[]): number[] {
+  if (c.variant !== 'roberta') return ids.map((_, i) => i);
+  let count = 0;
+  return ids.map((id) => {
+    if (id === c.padId) return c.padId;
+    count += 1;
+    return c.padId + count;
+  });
+}
+
+export const bertFamily: MaskedFamily<BertConfig> = {
+  kind: 'masked',
+  modelTypes: ['bert', 'roberta', 'xlm-roberta'],
+  parseConfig,
+  params,
+  forward,
+  positionIds,
+  outputHead: (c) => {
+    const head = headNames(c.variant);
+    const n = (name: string): string => c.names[name] ?? name;
+    return { weight: c.tieEmbeddings ? n(`${PREFIX[c.variant]}embeddings.word_embeddings.weight`) : n(head.decoder), bias: n(head.bias) };
+  },
+};
