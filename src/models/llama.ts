@@ -22,16 +22,91 @@ export interface LlamaConfig extends BaseConfig {
   outputBias: boolean;
   mlpBias: boolean;
   clipQkv: number | null;
+  /** Non-default RoPE frequency scaling (`rope_scaling` / transformers 5 `rope_parameters`), or null. */
+  ropeScaling: RopeScaling | null;
   tieEmbeddings: boolean;
   /** Per layer: sliding-window size, or null for full attention. */
   windows: Array<number | null>;
   initStd: number;
 }
 
+/**
+ * RoPE scalings that only rescale the inverse frequencies (attention factor 1), as in
+ * transformers' modeling_rope_utils: "linear" divides them all by `factor`; "llama3" (Llama 3.1+)
+ * divides the low frequencies by `factor` and interpolates smoothly between the two bands.
+ */
+export type RopeScaling =
+  | { type: 'linear'; factor: number }
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number };
+
+function parseRopeScaling(c: HfConfig): RopeScaling | null {
+  // transformers 4 writes `rope_scaling` (null for plain RoPE); transformers 5 folds it into `rope_parameters`.
+  const key = c.raw.rope_scaling !== undefined && c.raw.rope_scaling !== null ? 'rope_scaling' : 'rope_parameters';
+  const v = c.raw[key];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || Array.isArray(v)) throw new ModelFolderError(`${c.file}: "${key}" must be an object or null, got ${JSON.stringify(v)}`);
+  const type = (v as Record<string, unknown>).rope_type ?? (v as Record<string, unknown>).type ?? 'default';
+  const factor = (): number => {
+    const f = c.num(`${key}.factor`);
+    if (!(f > 0)) throw new ModelFolderError(`${c.file}: "${key}.factor" must be positive, got ${f}`);
+    return f;
+  };
+  switch (type) {
+    case 'default':
+      return null;
+    case 'linear':
+      return { type: 'linear', factor: factor() };
+    case 'llama3': {
+      const s: RopeScaling = {
+        type: 'llama3',
+        factor: factor(),
+        lowFreqFactor: c.num(`${key}.low_freq_factor`),
+        highFreqFactor: c.num(`${key}.high_freq_factor`),
+        originalMaxPositions: c.num(`${key}.original_max_position_embeddings`),
+      };
+      if (!(s.highFreqFactor > s.lowFreqFactor && s.lowFreqFactor > 0)) {
+        throw new ModelFolderError(`${c.file}: "${key}" needs 0 < low_freq_factor < high_freq_factor, got ${s.lowFreqFactor} and ${s.highFreqFactor}`);
+      }
+      return s;
+    }
+    default:
+      throw new ModelFolderError(`${c.file}: "${key}" uses rope type ${JSON.stringify(type)}, which maria does not implement (only default, linear and llama3)`);
+  }
+}
+
+/** HF's float32 inverse frequencies θ^(-2i/dim), rescaled as `scaling` says. */
+export function ropeInvFreq(dim: number, theta: number, scaling: RopeScaling | null): Float32Array {
+  const base = Float32Array.from({ length: dim / 2 }, (_, i) => 1 / Math.fround(theta ** Math.fround((2 * i) / dim)));
+  if (!scaling) return base;
+  if (scaling.type === 'linear') return base.map((f) => f / scaling.factor);
+  const { factor, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositions: ctx } = scaling;
+  return base.map((f) => {
+    const wavelen = (2 * Math.PI) / f;
+    if (wavelen < ctx / hi) return f; // high frequencies: unchanged
+    if (wavelen > ctx / lo) return f / factor; // low frequencies: interpolated
+    const smooth = (ctx / wavelen - lo) / (hi - lo);
+    return ((1 - smooth) * f) / factor + smooth * f;
+  });
+}
+
+/** nn.rotaryTables with given inverse frequencies: cos/sin [B, 1, T, 2·freqs]. */
+function rotaryTablesFrom(positions: Tensor, invFreq: Float32Array): { cos: Tensor; sin: Tensor } {
+  const half = invFreq.length;
+  const freqs = F.mul(F.reshape(F.cast(positions, 'float32'), [positions.dim(0), 1, positions.dim(1), 1]), positions.graph.constant(invFreq, [half]));
+  const emb = F.concat([freqs, freqs], -1);
+  return { cos: F.cos(emb), sin: F.sin(emb) };
+}
+
 function parseConfig(c: HfConfig): LlamaConfig {
   const modelType = c.modelType().toLowerCase();
   const variant: Variant = modelType.startsWith('qwen2') ? 'qwen2' : modelType.startsWith('olmo2') ? 'olmo2' : modelType.startsWith('olmo') ? 'olmo' : 'llama';
-  c.checkRopeScaling();
+  const ropeScaling = parseRopeScaling(c);
+  const act = c.str('hidden_act', 'silu');
+  try {
+    nn.activation(act);
+  } catch (err) {
+    throw new ModelFolderError(`${c.file}: "hidden_act": ${(err as Error).message}`);
+  }
   const hiddenSize = c.int('hidden_size');
   const numHeads = c.int('num_attention_heads');
   const numKvHeads = c.int('num_key_value_heads', numHeads);
@@ -64,7 +139,7 @@ function parseConfig(c: HfConfig): LlamaConfig {
     headDim,
     intermediateSize: c.int('intermediate_size'),
     maxPositions: c.int('max_position_embeddings', 2048),
-    act: c.str('hidden_act', 'silu'),
+    act,
     // OLMo-1's LayerNorm has a fixed epsilon and no config key for it.
     normEps: variant === 'olmo' ? 1e-5 : c.num('rms_norm_eps', 1e-6),
     ropeTheta: c.ropeTheta(),
@@ -72,6 +147,7 @@ function parseConfig(c: HfConfig): LlamaConfig {
     outputBias: variant === 'qwen2' ? false : attentionBias,
     mlpBias: c.bool('mlp_bias', false),
     clipQkv: variant === 'olmo' ? c.optNum('clip_qkv') : null,
+    ropeScaling,
     tieEmbeddings: c.tieWordEmbeddings(),
     windows,
     initStd: c.num('initializer_range', 0.02),
@@ -123,7 +199,9 @@ function forward(g: Graph, p: ParamSource, c: LlamaConfig, inputs: Parameters<Ca
 
   const embed = p.get('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
   let h = F.gather(embed, inputs.ids);
-  const { cos, sin } = nn.rotaryTables(inputs.positions, c.headDim, c.ropeTheta);
+  const { cos, sin } = c.ropeScaling
+    ? rotaryTablesFrom(inputs.positions, ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling))
+    : nn.rotaryTables(inputs.positions, c.headDim, c.ropeTheta);
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
   const present: Array<{ k: Tensor; v: Tensor }> = [];

@@ -1,0 +1,229 @@
+// The ModernBERT decoder (Ettin): ModernBERT's layers made causal. Embeddings are followed by a
+// LayerNorm; layer 0 has no attention norm; q/k/v are separate projections; the MLP is a GLU whose
+// Wi output splits into input | gate; layers alternate between full and sliding-window attention.
+// After model.final_norm comes a prediction head (dense → act → LayerNorm) and only then the
+// decoder matrix (tied to the embeddings by default) with its bias.
+//
+// Follows transformers 4.57.5 (ModernBertDecoderForCausalLM), which
+//  - makes layer i full attention when i % global_attn_every_n_layers == 0 unless `layer_types` says otherwise,
+//  - uses sliding_window = local_attention // 2 (local_attention defaulting to 128) and ignores a
+//    `sliding_window` key: a query sees itself and the sliding_window - 1 keys before it,
+//  - builds the rotary tables of every layer from global_rope_theta (local_rope_theta is ignored;
+//    transformers 5 uses it for sliding layers). A transformers-5 config with per-layer-type
+//    `rope_parameters` is read as transformers 5 reads it.
+import type { Tensor } from '../engine/graph.js';
+import * as F from '../engine/ops.js';
+import * as nn from '../engine/nn.js';
+import { HfConfig, ModelFolderError } from './config.js';
+import type { BaseConfig, CausalFamily, ParamSpec } from './family.js';
+
+type LayerType = 'full_attention' | 'sliding_attention';
+
+export interface ModernBertDecoderConfig extends BaseConfig {
+  numHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  act: string;
+  headAct: string;
+  normEps: number;
+  normBias: boolean;
+  attentionBias: boolean;
+  mlpBias: boolean;
+  headBias: boolean;
+  decoderBias: boolean;
+  tieEmbeddings: boolean;
+  layerTypes: LayerType[];
+  /** Keys a sliding layer's query sees, itself included. */
+  slidingWindow: number;
+  ropeTheta: Record<LayerType, number>;
+  initStd: number;
+}
+
+function checkActivation(c: HfConfig, key: string, name: string): string {
+  try {
+    nn.activation(name);
+  } catch (err) {
+    throw new ModelFolderError(`${c.file}: "${key}": ${(err as Error).message}`);
+  }
+  return name;
+}
+
+function ropeThetas(c: HfConfig): Record<LayerType, number> {
+  const checkType = (key: string): void => {
+    const v = c.raw[key] as Record<string, unknown> | null | undefined;
+    if (!v || typeof v !== 'object') return;
+    for (const entry of [v, v.full_attention, v.sliding_attention]) {
+      if (!entry || typeof entry !== 'object') continue;
+      const type = (entry as Record<string, unknown>).rope_type ?? (entry as Record<string, unknown>).type;
+      if (type !== undefined && type !== 'default') {
+        throw new ModelFolderError(`${c.file}: "${key}" uses rope type "${String(type)}", which maria does not implement (only default RoPE)`);
+      }
+    }
+  };
+  checkType('rope_scaling');
+  checkType('rope_parameters');
+  const global = c.num(['global_rope_theta', 'rope_theta'], 160000);
+  const perType = c.has('rope_parameters.full_attention') || c.has('rope_parameters.sliding_attention');
+  if (!perType) return { full_attention: global, sliding_attention: global };
+  // Written by transformers 5: each layer type names its own base.
+  const full = c.num('rope_parameters.full_attention.rope_theta', global);
+  const sliding = c.num(['rope_parameters.sliding_attention.rope_theta', 'local_rope_theta'], 10000);
+  return { full_attention: full, sliding_attention: sliding };
+}
+
+function parseConfig(c: HfConfig): ModernBertDecoderConfig {
+  const hiddenSize = c.int('hidden_size');
+  const numHeads = c.int('num_attention_heads');
+  if (numHeads === 0 || hiddenSize % numHeads !== 0) {
+    throw new ModelFolderError(`${c.file}: "hidden_size" (${hiddenSize}) is not a multiple of "num_attention_heads" (${numHeads})`);
+  }
+  const numLayers = c.int('num_hidden_layers');
+  let layerTypes: LayerType[];
+  const raw = c.raw.layer_types;
+  if (Array.isArray(raw)) {
+    if (raw.length !== numLayers) throw new ModelFolderError(`${c.file}: "layer_types" has ${raw.length} entries for ${numLayers} layers`);
+    layerTypes = raw.map((t, i) => {
+      if (t !== 'full_attention' && t !== 'sliding_attention') {
+        throw new ModelFolderError(`${c.file}: "layer_types"[${i}] is ${JSON.stringify(t)}; expected "full_attention" or "sliding_attention"`);
+      }
+      return t;
+    });
+  } else {
+    const every = c.int('global_attn_every_n_layers', 3);
+    if (every === 0) throw new ModelFolderError(`${c.file}: "global_attn_every_n_layers" must be at least 1`);
+    layerTypes = Array.from({ length: numLayers }, (_, i) => (i % every === 0 ? 'full_attention' : 'sliding_attention'));
+  }
+  const localAttention = c.int('local_attention', 128);
+  const slidingWindow = Math.floor(localAttention / 2);
+  if (slidingWindow < 1 && layerTypes.includes('sliding_attention')) {
+    throw new ModelFolderError(`${c.file}: "local_attention" (${localAttention}) gives sliding layers an empty window`);
+  }
+  return {
+    vocabSize: c.int('vocab_size'),
+    hiddenSize,
+    numLayers,
+    maxPositions: c.int('max_position_embeddings', 8192),
+    numHeads,
+    headDim: hiddenSize / numHeads,
+    intermediateSize: c.int('intermediate_size'),
+    act: checkActivation(c, 'hidden_activation', c.str('hidden_activation', 'gelu')),
+    headAct: checkActivation(c, 'classifier_activation', c.str('classifier_activation', 'gelu')),
+    normEps: c.num('norm_eps', 1e-5),
+    normBias: c.bool('norm_bias', false),
+    attentionBias: c.bool('attention_bias', false),
+    mlpBias: c.bool('mlp_bias', false),
+    headBias: c.bool('classifier_bias', false),
+    decoderBias: c.bool('decoder_bias', true),
+    tieEmbeddings: c.tieWordEmbeddings(),
+    layerTypes,
+    slidingWindow,
+    ropeTheta: ropeThetas(c),
+    initStd: c.num('initializer_range', 0.02),
+  };
+}
+
+function params(c: ModernBertDecoderConfig): ParamSpec[] {
+  const normal = { kind: 'normal', std: c.initStd } as const;
+  const ones = { kind: 'ones' } as const;
+  const zeros = { kind: 'zeros' } as const;
+  const D = c.hiddenSize;
+  const specs: ParamSpec[] = [{ name: 'model.embeddings.tok_embeddings.weight', shape: [c.vocabSize, D], init: normal }];
+  const norm = (name: string): void => {
+    specs.push({ name: `${name}.weight`, shape: [D], init: ones });
+    if (c.normBias) specs.push({ name: `${name}.bias`, shape: [D], init: zeros });
+  };
+  const lin = (name: string, out: number, inp: number, bias: boolean): void => {
+    specs.push({ name: `${name}.weight`, shape: [out, inp], init: normal });
+    if (bias) specs.push({ name: `${name}.bias`, shape: [out], init: zeros });
+  };
+  norm('model.embeddings.norm');
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    if (i !== 0) norm(`${p}.attn_norm`);
+    lin(`${p}.attn.q_proj`, D, D, c.attentionBias);
+    lin(`${p}.attn.k_proj`, D, D, c.attentionBias);
+    lin(`${p}.attn.v_proj`, D, D, c.attentionBias);
+    lin(`${p}.attn.Wo`, D, D, c.attentionBias);
+    norm(`${p}.mlp_norm`);
+    lin(`${p}.mlp.Wi`, 2 * c.intermediateSize, D, c.mlpBias);
+    lin(`${p}.mlp.Wo`, D, c.intermediateSize, c.mlpBias);
+  }
+  norm('model.final_norm');
+  lin('lm_head.dense', D, D, c.headBias);
+  norm('lm_head.norm');
+  if (!c.tieEmbeddings) specs.push({ name: 'decoder.weight', shape: [c.vocabSize, D], init: normal });
+  if (c.decoderBias) specs.push({ name: 'decoder.bias', shape: [c.vocabSize], init: zeros });
+  return specs;
+}
+
+const forward: CausalFamily<ModernBertDecoderConfig>['forward'] = (_g, p, c, inputs) => {
+  const D = c.hiddenSize;
+  const I = c.intermediateSize;
+  const act = nn.activation(c.act);
+  const norm = (x: Tensor, name: string): Tensor =>
+    nn.layerNorm(x, p.get(`${name}.weight`, [D]), c.normBias ? p.get(`${name}.bias`, [D]) : null, c.normEps);
+  const lin = (x: Tensor, name: string, out: number, inp: number, bias: boolean): Tensor =>
+    nn.linear(x, p.get(`${name}.weight`, [out, inp]), bias ? p.get(`${name}.bias`, [out]) : null);
+
+  const embed = p.get('model.embeddings.tok_embeddings.weight', [c.vocabSize, D]);
+  let h = norm(F.gather(embed, inputs.ids), 'model.embeddings.norm');
+  const tables = new Map<number, { cos: Tensor; sin: Tensor }>();
+  const rotary = (theta: number): { cos: Tensor; sin: Tensor } => {
+    let t = tables.get(theta);
+    if (!t) tables.set(theta, (t = nn.rotaryTables(inputs.positions, c.headDim, theta)));
+    return t;
+  };
+  const masks = new Map<LayerType, Tensor>();
+  const maskFor = (type: LayerType): Tensor => {
+    let m = masks.get(type);
+    if (!m) {
+      m = nn.attentionMask({
+        queryPositions: inputs.positions,
+        keyPositions: inputs.keyPositions,
+        keyValid: inputs.keyValid,
+        causal: true,
+        window: type === 'sliding_attention' ? { left: c.slidingWindow - 1, right: 0 } : null,
+      });
+      masks.set(type, m);
+    }
+    return m;
+  };
+  const present: Array<{ k: Tensor; v: Tensor }> = [];
+
+  for (let i = 0; i < c.numLayers; i++) {
+    const pre = `model.layers.${i}`;
+    const type = c.layerTypes[i];
+    const { cos, sin } = rotary(c.ropeTheta[type]);
+    const x = i === 0 ? h : norm(h, `${pre}.attn_norm`);
+    const q = nn.applyRotary(nn.splitHeads(lin(x, `${pre}.attn.q_proj`, D, D, c.attentionBias), c.numHeads, c.headDim), cos, sin);
+    const kNew = nn.applyRotary(nn.splitHeads(lin(x, `${pre}.attn.k_proj`, D, D, c.attentionBias), c.numHeads, c.headDim), cos, sin);
+    const vNew = nn.splitHeads(lin(x, `${pre}.attn.v_proj`, D, D, c.attentionBias), c.numHeads, c.headDim);
+    const k = F.concat([inputs.past[i].k, kNew], 2);
+    const v = F.concat([inputs.past[i].v, vNew], 2);
+    present.push({ k, v });
+    const attn = nn.mergeHeads(nn.attention(q, k, v, maskFor(type), 1 / Math.sqrt(c.headDim)));
+    h = F.add(h, lin(attn, `${pre}.attn.Wo`, D, D, c.attentionBias));
+
+    const wi = lin(norm(h, `${pre}.mlp_norm`), `${pre}.mlp.Wi`, 2 * I, D, c.mlpBias);
+    const glu = F.mul(act(F.slice(wi, -1, 0, I)), F.slice(wi, -1, I, 2 * I));
+    h = F.add(h, lin(glu, `${pre}.mlp.Wo`, D, I, c.mlpBias));
+  }
+  const last = norm(h, 'model.final_norm');
+  const hidden = norm(nn.activation(c.headAct)(lin(last, 'lm_head.dense', D, D, c.headBias)), 'lm_head.norm');
+  const decoder = c.tieEmbeddings ? embed : p.get('decoder.weight', [c.vocabSize, D]);
+  const logits = nn.linear(hidden, decoder, c.decoderBias ? p.get('decoder.bias', [c.vocabSize]) : null);
+  return { hidden, logits, present };
+};
+
+export const modernBertDecoderFamily: CausalFamily<ModernBertDecoderConfig> = {
+  kind: 'causal',
+  modelTypes: ['modernbert-decoder'],
+  parseConfig,
+  params,
+  cacheShape: (c) => ({ kvHeads: c.numHeads, headDim: c.headDim }),
+  forward,
+  outputHead: (c) => ({
+    weight: c.tieEmbeddings ? 'model.embeddings.tok_embeddings.weight' : 'decoder.weight',
+    bias: c.decoderBias ? 'decoder.bias' : null,
+  }),
+};
