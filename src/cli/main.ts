@@ -3,6 +3,9 @@
 // src/cli/ and exports `register(program)`; add it to the list below.
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
+import * as tokenizerCommand from './tokenizer.js';
+import * as inspectCommand from './inspect.js';
+import * as pretrainCommand from './pretrain.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -13,6 +16,9 @@ program
   .version(pkg.version);
 
 const commandModules: Array<{ register(program: Command): void }> = [
+  tokenizerCommand,
+  inspectCommand,
+  pretrainCommand,
 ];
 for (const m of commandModules) m.register(program);
 

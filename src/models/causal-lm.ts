@@ -5,7 +5,7 @@ import { Graph, type Tensor } from '../engine/graph.js';
 import { compile } from '../engine/onnx.js';
 import { Session, type SessionOptions, OrtTensorCtor, int64Tensor } from '../engine/runtime.js';
 import { HfConfig, ModelFolderError } from './config.js';
-import type { BaseConfig, CausalFamily } from './family.js';
+import type { BaseConfig, CausalFamily, CausalOutputs } from './family.js';
 import { familyFor } from './registry.js';
 import { loadParams, paramSource, type ParamMap } from './weights.js';
 
@@ -26,9 +26,21 @@ export interface KvCache {
 export interface StepOutput {
   /** [B, T, D] flattened. */
   hidden: Float32Array;
-  /** [B, T, V] flattened. */
+  /** [B, T, V] flattened (empty when the runner was built without the LM head). */
   logits: Float32Array;
   T: number;
+  /** Outputs added by a StepExtension. */
+  extra: Record<string, ort.Tensor>;
+}
+
+/**
+ * Extra computation compiled into the step graph, on top of the causal LM (MARIA's decoder head):
+ * it may declare more graph inputs and returns more outputs, all in the same ORT call.
+ */
+export interface StepExtension {
+  build(g: Graph, out: CausalOutputs): Record<string, Tensor>;
+  /** Whether to keep computing the LM's own logits (a V×D product per token). */
+  keepLogits: boolean;
 }
 
 export class CausalLM {
@@ -41,16 +53,23 @@ export class CausalLM {
   ) {}
 
   /** Loads a Hugging Face causal-LM folder (config.json + safetensors). */
-  static async load(dir: string, options: SessionOptions = {}): Promise<CausalLM> {
+  static async load(dir: string, options: SessionOptions = {}, extension?: StepExtension): Promise<CausalLM> {
     const hf = HfConfig.load(dir);
     const family = familyFor(hf);
     if (family.kind !== 'causal') throw new ModelFolderError(`${hf.file}: model_type "${hf.modelType()}" is a masked LM, not a causal LM`);
     const config = family.parseConfig(hf);
-    return CausalLM.fromParams(family, config, loadParams(dir, family.params(config)), options, dir);
+    return CausalLM.fromParams(family, config, loadParams(dir, family.params(config)), options, dir, extension);
   }
 
   /** Builds a runner from weights already in memory (random models, freshly trained ones). */
-  static async fromParams(family: CausalFamily, config: BaseConfig, params: ParamMap, options: SessionOptions = {}, dir = '<memory>'): Promise<CausalLM> {
+  static async fromParams(
+    family: CausalFamily,
+    config: BaseConfig,
+    params: ParamMap,
+    options: SessionOptions = {},
+    dir = '<memory>',
+    extension?: StepExtension,
+  ): Promise<CausalLM> {
     const g = new Graph();
     const ids = g.input('input_ids', ['B', 'T'], 'int64');
     const positions = g.input('position_ids', ['B', 'T'], 'int64');
@@ -62,7 +81,9 @@ export class CausalLM {
       v: g.input(`past_value_${i}`, ['B', kvHeads, 'P', headDim]),
     }));
     const out = family.forward(g, paramSource(g, params, dir), config, { ids, positions, keyValid, keyPositions, past });
-    const outputs: Record<string, Tensor> = { hidden: out.hidden, logits: out.logits };
+    const outputs: Record<string, Tensor> = { hidden: out.hidden };
+    if (!extension || extension.keepLogits) outputs.logits = out.logits;
+    if (extension) Object.assign(outputs, extension.build(g, out));
     out.present.forEach((p, i) => {
       outputs[`present_key_${i}`] = p.k;
       outputs[`present_value_${i}`] = p.v;
@@ -88,7 +109,7 @@ export class CausalLM {
    * Appends tokens to every row of the cache and returns their hidden states and logits. Rows may
    * add different numbers of tokens (shorter rows are padded; the padding is masked out forever).
    */
-  async step(cache: KvCache, rows: number[][]): Promise<StepOutput> {
+  async step(cache: KvCache, rows: number[][], extraFeeds: Record<string, ort.Tensor> = {}): Promise<StepOutput> {
     if (rows.length !== cache.batch) throw new Error(`step: ${rows.length} rows for a cache of batch ${cache.batch}`);
     const T = Math.max(...rows.map((r) => r.length));
     if (T === 0) throw new Error('step: no tokens to add');
@@ -109,6 +130,7 @@ export class CausalLM {
       if (cache.next[b] > limit) throw new Error(`sequence of ${cache.next[b]} tokens exceeds the model's context of ${limit}`);
     }
     const feeds: Record<string, ort.Tensor> = {
+      ...extraFeeds,
       input_ids: int64Tensor(ids, [B, T]),
       position_ids: int64Tensor(pos, [B, T]),
       key_valid: int64Tensor(cache.valid.flat(), [B, P + T]),
@@ -120,7 +142,11 @@ export class CausalLM {
     });
     const out = await this.session.run(feeds);
     cache.layers = cache.layers.map((_, i) => ({ k: out[`present_key_${i}`], v: out[`present_value_${i}`] }));
-    return { hidden: out.hidden.data as Float32Array, logits: out.logits.data as Float32Array, T };
+    const extra: Record<string, ort.Tensor> = {};
+    for (const name of Object.keys(out)) {
+      if (name !== 'hidden' && name !== 'logits' && !name.startsWith('present_')) extra[name] = out[name];
+    }
+    return { hidden: out.hidden.data as Float32Array, logits: out.logits ? (out.logits.data as Float32Array) : new Float32Array(0), T, extra };
   }
 
   /** Full-sequence forward of one row (a fresh cache). */

@@ -1,5 +1,5 @@
 // Running a masked LM: one bidirectional pass over a padded batch.
-import { Graph } from '../engine/graph.js';
+import { Graph, type Tensor } from '../engine/graph.js';
 import { compile } from '../engine/onnx.js';
 import { Session, type SessionOptions, int64Tensor } from '../engine/runtime.js';
 import { HfConfig, ModelFolderError } from './config.js';
@@ -10,7 +10,7 @@ import { loadParams, paramSource, type ParamMap } from './weights.js';
 export interface MaskedOutput {
   /** [B, T, D] flattened: the vector the decoder matrix consumes. */
   hidden: Float32Array;
-  /** [B, T, V] flattened. */
+  /** [B, T, V] flattened (empty when the runner was built without logits). */
   logits: Float32Array;
   B: number;
   T: number;
@@ -26,22 +26,33 @@ export class MaskedLM {
   ) {}
 
   /** Loads a Hugging Face masked-LM folder (config.json + safetensors). */
-  static async load(dir: string, options: SessionOptions = {}): Promise<MaskedLM> {
+  static async load(dir: string, options: SessionOptions = {}, what: { logits?: boolean } = {}): Promise<MaskedLM> {
     const hf = HfConfig.load(dir);
     const family = familyFor(hf);
     if (family.kind !== 'masked') throw new ModelFolderError(`${hf.file}: model_type "${hf.modelType()}" is a causal LM, not a masked LM`);
     const config = family.parseConfig(hf);
-    return MaskedLM.fromParams(family, config, loadParams(dir, family.params(config)), options, dir);
+    return MaskedLM.fromParams(family, config, loadParams(dir, family.params(config)), options, dir, what);
   }
 
-  /** Builds a runner from weights already in memory. */
-  static async fromParams(family: MaskedFamily, config: BaseConfig, params: ParamMap, options: SessionOptions = {}, dir = '<memory>'): Promise<MaskedLM> {
+  /**
+   * Builds a runner from weights already in memory. With `what.logits` false the graph stops at
+   * the hidden state (features for MARIA), skipping the V×D output product.
+   */
+  static async fromParams(
+    family: MaskedFamily,
+    config: BaseConfig,
+    params: ParamMap,
+    options: SessionOptions = {},
+    dir = '<memory>',
+    what: { logits?: boolean } = {},
+  ): Promise<MaskedLM> {
     const g = new Graph();
     const ids = g.input('input_ids', ['B', 'T'], 'int64');
     const positions = g.input('position_ids', ['B', 'T'], 'int64');
     const attentionMask = g.input('attention_mask', ['B', 'T'], 'int64');
     const out = family.forward(g, paramSource(g, params, dir), config, { ids, positions, attentionMask });
-    const session = await Session.create(compile(g, { outputs: { hidden: out.hidden, logits: out.logits }, name: `${dir}:encode` }), options);
+    const outputs: Record<string, Tensor> = what.logits === false ? { hidden: out.hidden } : { hidden: out.hidden, logits: out.logits };
+    const session = await Session.create(compile(g, { outputs, name: `${dir}:encode` }), options);
     return new MaskedLM(family, config, params, session, dir);
   }
 
@@ -75,7 +86,7 @@ export class MaskedLM {
       position_ids: int64Tensor(pos, [B, T]),
       attention_mask: int64Tensor(mask, [B, T]),
     });
-    return { hidden: out.hidden.data as Float32Array, logits: out.logits.data as Float32Array, B, T };
+    return { hidden: out.hidden.data as Float32Array, logits: out.logits ? (out.logits.data as Float32Array) : new Float32Array(0), B, T };
   }
 
   async release(): Promise<void> {

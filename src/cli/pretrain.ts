@@ -1,0 +1,143 @@
+// `maria pretrain`: train the default masked LM or causal LM (or any config.json of a supported
+// family) from scratch on the pretraining corpus, with progress, validation, atomic checkpoints
+// and --resume.
+import { Command, InvalidArgumentError } from 'commander';
+import cliProgress from 'cli-progress';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadPretrainingSplit } from '../data/corpus.js';
+import { TextTokenizer } from '../tokenizer/tokenizer.js';
+import { tokenStream } from '../train/data.js';
+import { PRESETS } from '../train/presets.js';
+import { pretrain } from '../train/pretrain.js';
+import { fail } from './util.js';
+
+const num = (name: string, min: number, integer = false) => (value: string): number => {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
+    throw new InvalidArgumentError(`${name} must be ${integer ? 'an integer' : 'a number'} ≥ ${min}, got "${value}"`);
+  }
+  return n;
+};
+
+function formatEta(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = Math.floor(seconds % 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s).padStart(2, '0')}s`;
+}
+
+export function register(program: Command): void {
+  program
+    .command('pretrain')
+    .description('pretrain a masked LM (masked-diffusion objective) or a causal LM from scratch')
+    .option('--preset <name>', `model preset: ${Object.keys(PRESETS).join(', ')}`)
+    .option('--config <file>', 'an HF config.json to train instead of a preset')
+    .option('--tokenizer <dir>', 'tokenizer folder', 'models/default/tokenizer')
+    .requiredOption('--out <dir>', 'output folder (HF layout; checkpoints go here too)')
+    .option('--train-file <file>', 'train on this text file instead of the pretraining corpus (paragraphs = documents)')
+    .option('--validation-file <file>', 'validate on this text file (with --train-file)')
+    .option('--steps <n>', 'optimiser steps', num('steps', 1, true), 6000)
+    .option('--batch <n>', 'sequences per step', num('batch', 1, true), 16)
+    .option('--seq-len <n>', 'tokens per sequence', num('seq-len', 8, true), 256)
+    .option('--lr <x>', 'peak learning rate', num('lr', 0), 2e-3)
+    .option('--warmup <n>', 'warm-up steps', num('warmup', 0, true), 200)
+    .option('--min-lr-ratio <x>', 'final learning rate as a fraction of the peak', num('min-lr-ratio', 0), 0.1)
+    .option('--weight-decay <x>', 'AdamW weight decay', num('weight-decay', 0), 0.1)
+    .option('--seed <n>', 'seed of initialisation, data order and masks', num('seed', 0, true), 0)
+    .option('--validate-every <n>', 'steps between validations', num('validate-every', 1, true), 250)
+    .option('--validation-batches <n>', 'batches in the validation set', num('validation-batches', 1, true), 10)
+    .option('--checkpoint-every <n>', 'steps between checkpoints', num('checkpoint-every', 1, true), 250)
+    .option('--max-minutes <x>', 'stop after this long (with a checkpoint); resume later', num('max-minutes', 0))
+    .option('--resume', 'continue from the checkpoint in --out')
+    .option('--dtype <t>', 'stored weight type: F32 or F16 (compute is always F32)', 'F16')
+    .option('--threads <n>', 'ORT threads (default: all cores)', num('threads', 1, true))
+    .option('--no-progress', 'no progress bar')
+    .action(async (opts) => {
+      if (!!opts.preset === !!opts.config) fail('give exactly one of --preset NAME or --config FILE');
+      if (opts.dtype !== 'F32' && opts.dtype !== 'F16') fail(`--dtype must be F32 or F16, got "${opts.dtype}"`);
+      const tokenizer = TextTokenizer.load(opts.tokenizer);
+      const sp = tokenizer.specialTokens;
+      if (!sp.bos || !sp.eos || !sp.mask || !sp.pad) fail(`${opts.tokenizer}: the tokenizer needs BOS, EOS, MASK and PAD special tokens`);
+      let config: Record<string, unknown>;
+      if (opts.preset) {
+        const preset = PRESETS[opts.preset as string];
+        if (!preset) fail(`unknown preset "${opts.preset}" (choose from ${Object.keys(PRESETS).join(', ')})`);
+        config = preset.config(tokenizer.vocabSize);
+      } else {
+        config = JSON.parse(readFileSync(opts.config, 'utf8')) as Record<string, unknown>;
+      }
+      let docs: { train: Array<{ id: string; text: string }>; validation: Array<{ id: string; text: string }> };
+      if (opts.trainFile) {
+        const paragraphs = (file: string) =>
+          readFileSync(file, 'utf8')
+            .split(/\n\s*\n/)
+            .map((t, i) => ({ id: `${file}#${i}`, text: t.trim() }))
+            .filter((d) => d.text);
+        docs = { train: paragraphs(opts.trainFile), validation: paragraphs(opts.validationFile ?? opts.trainFile) };
+      } else {
+        docs = loadPretrainingSplit();
+      }
+      const cacheDir = resolve('data/cache');
+      const encode = (t: string): number[] => tokenizer.encode(t).ids;
+      const specials = { bos: sp.bos!.id, eos: sp.eos!.id };
+      const key = readFileSync(join(opts.tokenizer, 'tokenizer.json'), 'utf8');
+      const train = tokenStream(docs.train, encode, specials, cacheDir, key);
+      const validation = tokenStream(docs.validation, encode, specials, cacheDir, key);
+      process.stderr.write(`data: ${train.length} training tokens, ${validation.length} validation tokens\n`);
+
+      const bar = opts.progress
+        ? new cliProgress.SingleBar(
+            { format: 'pretrain |{bar}| {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {etaText}', hideCursor: true, etaBuffer: 50 },
+            cliProgress.Presets.shades_classic,
+          )
+        : null;
+      let stopRequested = false;
+      process.once('SIGINT', () => {
+        stopRequested = true;
+        process.stderr.write('\nstopping after this step (checkpoint follows); run again with --resume to continue\n');
+      });
+      let lastVal = '-';
+      let barStarted = false;
+      const result = await pretrain({
+        config,
+        train,
+        validation,
+        tokenizerDir: opts.tokenizer,
+        out: opts.out,
+        steps: opts.steps,
+        batch: opts.batch,
+        seqLen: opts.seqLen,
+        lr: opts.lr,
+        warmup: opts.warmup,
+        minLrRatio: opts.minLrRatio,
+        weightDecay: opts.weightDecay,
+        seed: opts.seed,
+        validateEvery: opts.validateEvery,
+        validationBatches: opts.validationBatches,
+        checkpointEvery: opts.checkpointEvery,
+        resume: !!opts.resume,
+        maxMinutes: opts.maxMinutes,
+        saveDtype: opts.dtype,
+        threads: opts.threads,
+        specials: { bos: sp.bos!.id, eos: sp.eos!.id, mask: sp.mask!.id, pad: sp.pad!.id, specialBelow: Math.max(...Object.values(sp).filter((s) => s).map((s) => s!.id)) + 1 },
+        shouldStop: () => stopRequested,
+        onStep: (s) => {
+          const payload = { loss: s.loss.toFixed(3), val: lastVal, tps: Math.round(s.tokensPerSecond), etaText: formatEta(((s.steps - s.step) * s.elapsedSeconds) / Math.max(1, s.step)) };
+          if (bar && !barStarted) {
+            bar.start(s.steps, s.step, payload);
+            barStarted = true;
+          }
+          bar?.update(s.step, payload);
+          if (!bar && (s.step % 50 === 0 || s.step === 1)) process.stderr.write(`step ${s.step}/${s.steps} loss ${s.loss.toFixed(4)} lr ${s.lr.toExponential(2)} ${Math.round(s.tokensPerSecond)} tok/s\n`);
+        },
+        onValidate: (v) => {
+          lastVal = v.loss.toFixed(3);
+          if (!bar) process.stderr.write(`validation at step ${v.step}: loss ${v.loss.toFixed(4)}\n`);
+        },
+      });
+      bar?.stop();
+      process.stdout.write(JSON.stringify(result) + '\n');
+    });
+}

@@ -1,0 +1,82 @@
+// Helpers shared by the CLI commands: user errors are one line on stderr and exit code 2, never a
+// stack trace.
+import type { Command } from 'commander';
+import { ModelFolderError } from '../models/config.js';
+
+/** Exit code for user errors (bad arguments, bad folders). */
+export const USAGE_EXIT_CODE = 2;
+
+/** An error whose message is meant for the user as it is. */
+export class CliError extends Error {
+  override name = 'CliError';
+}
+
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+/** Prints `error: message` on stderr and exits with code 2. */
+export function fail(message: string): never {
+  process.stderr.write(`error: ${oneLine(message)}\n`);
+  process.exit(USAGE_EXIT_CODE);
+}
+
+/** Parses one integer flag value (optionally within [min, max]), or fails naming the flag. */
+export function parseInteger(flag: string, text: string, range: { min?: number; max?: number } = {}): number {
+  const t = text.trim();
+  const n = Number(t);
+  if (!/^[+-]?\d+$/.test(t) || !Number.isSafeInteger(n)) fail(`${flag}: ${JSON.stringify(text)} is not an integer`);
+  checkRange(flag, n, range);
+  return n;
+}
+
+function checkRange(flag: string, n: number, { min, max }: { min?: number; max?: number }): void {
+  if ((min !== undefined && n < min) || (max !== undefined && n > max)) {
+    const bounds = min !== undefined && max !== undefined ? `between ${min} and ${max}` : min !== undefined ? `at least ${min}` : `at most ${max}`;
+    fail(`${flag}: ${n} is out of range (must be ${bounds})`);
+  }
+}
+
+/** Parses a comma-separated list of integers ("5,17,42"), or fails naming the flag and the bad item. */
+export function parseIntList(flag: string, text: string, range: { min?: number; max?: number } = {}): number[] {
+  if (text.trim() === '') fail(`${flag}: empty list (expected comma-separated integers, e.g. 5,17,42)`);
+  return text.split(',').map((item, i) => {
+    const t = item.trim();
+    const n = Number(t);
+    if (!/^[+-]?\d+$/.test(t) || !Number.isSafeInteger(n)) {
+      fail(`${flag}: item ${i + 1} ${JSON.stringify(item)} is not an integer (expected comma-separated integers, e.g. 5,17,42)`);
+    }
+    checkRange(`${flag} item ${i + 1}`, n, range);
+    return n;
+  });
+}
+
+/** Whether an error is a user-facing one (its message stands on its own). */
+export function isUserError(err: unknown): boolean {
+  return err instanceof CliError || err instanceof ModelFolderError;
+}
+
+/**
+ * Wraps a command action: user errors print one line and exit 2; anything else prints one line and
+ * exits 1 (MARIA_DEBUG=1 prints the stack too).
+ */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<void> | void): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (isUserError(err)) fail(message);
+      if (process.env.MARIA_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? message}\n`);
+      process.stderr.write(`error: ${oneLine(message)}${process.env.MARIA_DEBUG ? '' : ' (set MARIA_DEBUG=1 for details)'}\n`);
+      process.exit(1);
+    }
+  };
+}
+
+/** Makes commander's own usage errors (missing argument, unknown option) exit 2 too. */
+export function usageErrorsExit2(cmd: Command): Command {
+  return cmd.exitOverride((err) => {
+    process.exit(err.exitCode === 0 ? 0 : USAGE_EXIT_CODE);
+  });
+}
