@@ -134,7 +134,11 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: 
   const Hkv = k.dim(1) as number;
   const group = (H as number) / Hkv;
   if (!Number.isInteger(group)) throw new Error(`attention: ${H} query heads do not divide into ${Hkv} KV heads`);
-  const masked = (scores: Tensor, m: Tensor): Tensor => F.where(m, scores, g.scalar(-1e30));
+  // An additive bias (0 or -1e30, computed once on the small mask) rather than where(): the
+  // broadcast add is cheaper, and its gradient passes through to the scores without any op. The
+  // result is the same: a masked score becomes exactly -1e30 in float32 and gets weight 0
+  // (uniform weights over a row with no allowed key, as before).
+  const masked = (scores: Tensor, m: Tensor): Tensor => F.add(scores, F.where(m, g.scalar(0), g.scalar(-1e30)));
   if (group === 1) {
     const scores = F.mul(F.matmul(q, F.transposeLast(k)), g.scalar(scale));
     return F.matmul(F.softmax(masked(scores, mask)), v);
@@ -162,7 +166,7 @@ export function mergeHeads(x: Tensor): Tensor {
 
 /** Negative log-likelihood of each target ([...] int64) under logits [..., V]. */
 export function tokenNll(logits: Tensor, targets: Tensor): Tensor {
-  return F.neg(F.pick(F.logSoftmax(logits), targets));
+  return F.neg(F.logSoftmaxPick(logits, targets));
 }
 
 /**

@@ -157,6 +157,10 @@ export function compile(graph: Graph, options: CompileOptions): CompiledModel {
     inputs.push(valueInfo(t.leaf!.name, t.shape, t.dtype));
     noteSymbols(t, t.leaf!.name);
   }
+  // A computed output is produced under its output name directly: an Identity into the output
+  // would copy it on every run (the whole updated state of a training step).
+  const outputNameOf = new Map<Tensor, string>();
+  for (const [name, t] of outputEntries) if (!t.leaf && !outputNameOf.has(t)) outputNameOf.set(t, name);
   const emitted = new Set<Node>();
   for (const t of needed) {
     if (t.leaf) {
@@ -170,14 +174,14 @@ export function compile(graph: Graph, options: CompileOptions): CompiledModel {
     const node = t.node!;
     if (emitted.has(node)) continue;
     emitted.add(node);
-    const outs = node.outputs.map((o) => `t${o.id}`);
+    const outs = node.outputs.map((o) => outputNameOf.get(o) ?? `t${o.id}`);
     node.outputs.forEach((o, i) => names.set(o, outs[i]));
     node.op.emit(e, node.inputs.map((i) => e.nameOf(i)), outs, node.attrs, node);
     node.outputs.forEach((o, i) => noteSymbols(o, outs[i]));
   }
 
   const outputs = outputEntries.map(([name, t]) => {
-    e.node('Identity', [e.nameOf(t)], [name]);
+    if (e.nameOf(t) !== name) e.node('Identity', [e.nameOf(t)], [name]);
     return valueInfo(name, t.shape, t.dtype);
   });
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// `npm run bench -- <name> [args]`: runs one benchmark. Each bench lives in src/bench/<name>.ts
+// and exports `async (args: string[]) => void`; register it with one line in BENCHES below.
+// Benches are imported lazily so that one bench's dependencies never slow down another's start.
+
+type Bench = (args: string[]) => Promise<void>;
+
+const BENCHES: Record<string, { about: string; load: () => Promise<Bench> }> = {
+  engine: { about: 'matmul GFLOP/s vs bare ONNX, training-step throughput, KV-cache decode steps', load: async () => (await import('./engine.js')).benchEngine },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(BENCHES).map((k) => k.length));
+  const lines = Object.entries(BENCHES).map(([name, b]) => `  ${name.padEnd(width)}  ${b.about}`);
+  return ['usage: npm run bench -- <bench> [options]', '', 'benches:', ...lines, '', '`npm run bench -- <bench> --help` describes its options.'].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return name ? 0 : 2;
+  }
+  const bench = BENCHES[name];
+  if (!bench) {
+    console.error(`unknown bench "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  await (await bench.load())(rest);
+  return 0;
+}
+
+process.exitCode = await main(process.argv.slice(2));
