@@ -48,6 +48,13 @@ describe('causal LM parity with HF transformers', () => {
         const inc = Float32Array.from(rows.flatMap((r) => Array.from(r)));
         expect(maxDiff(inc, exp.logits.data)).toBeLessThan(TOL);
         if (exp.incremental) expect(maxDiff(inc, exp.incremental.logits.data)).toBeLessThan(TOL);
+
+        // A cache that starts with 2 slots must grow (2 → 4 → … → 32) without changing anything.
+        const small = lm.newCache(1, 2);
+        const grown: Float32Array[] = [];
+        for (const id of c.input_ids) grown.push((await lm.step(small, [[id]])).logits);
+        expect(small.capacity).toBeGreaterThanOrEqual(c.input_ids.length);
+        expect(maxDiff(Float32Array.from(grown.flatMap((r) => Array.from(r))), exp.logits.data)).toBeLessThan(TOL);
       }
       await lm.release();
     });

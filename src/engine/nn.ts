@@ -126,31 +126,33 @@ export function attentionMask(spec: MaskSpec): Tensor {
 /**
  * Scaled dot-product attention. q: [B, H, T, d]; k, v: [B, Hkv, S, d] with H a multiple of Hkv
  * (grouped-query attention: each KV head serves H/Hkv query heads through broadcasting, without
- * copying K or V); mask: bool [B, 1, T, S]. Returns [B, H, T, d].
+ * copying K or V); mask: bool [B, 1, T, ΣS]. Keys and values may come in several blocks (the KV
+ * cache and the new tokens): each block gets its own score product and the softmax runs over all
+ * of them, so the cache is never concatenated (copied). Returns [B, H, T, d].
  */
-export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: number): Tensor {
+export function attention(q: Tensor, k: Tensor | Tensor[], v: Tensor | Tensor[], mask: Tensor, scale: number): Tensor {
   const g = q.graph;
+  const ks = Array.isArray(k) ? k : [k];
+  const vs = Array.isArray(v) ? v : [v];
   const [B, H, T, d] = q.shape;
-  const Hkv = k.dim(1) as number;
+  const Hkv = ks[0].dim(1) as number;
   const group = (H as number) / Hkv;
   if (!Number.isInteger(group)) throw new Error(`attention: ${H} query heads do not divide into ${Hkv} KV heads`);
+  // GQA: [B, Hkv, group, T, d] queries against [B, Hkv, 1, S, d] keys broadcast over the group.
+  const grouped = (x: Tensor): Tensor => (group === 1 ? x : F.reshape(x, [x.dim(0), Hkv, 1, x.dim(2), d]));
+  const qg = group === 1 ? q : F.reshape(q, [B, Hkv, group, T, d]);
+  const scores = ks.map((kb) => F.mul(F.matmul(qg, F.transposeLast(grouped(kb))), g.scalar(scale)));
+  const all = F.concat(scores, -1);
+  const m = group === 1 ? mask : F.reshape(mask, [mask.dim(0), 1, 1, T, all.dim(-1)]);
   // An additive bias (0 or -1e30, computed once on the small mask) rather than where(): the
-  // broadcast add is cheaper, and its gradient passes through to the scores without any op. The
-  // result is the same: a masked score becomes exactly -1e30 in float32 and gets weight 0
-  // (uniform weights over a row with no allowed key, as before).
-  const masked = (scores: Tensor, m: Tensor): Tensor => F.add(scores, F.where(m, g.scalar(0), g.scalar(-1e30)));
-  if (group === 1) {
-    const scores = F.mul(F.matmul(q, F.transposeLast(k)), g.scalar(scale));
-    return F.matmul(F.softmax(masked(scores, mask)), v);
-  }
-  const S = k.dim(2);
-  const q5 = F.reshape(q, [B, Hkv, group, T, d]);
-  const k5 = F.reshape(k, [k.dim(0), Hkv, 1, S, d]);
-  const v5 = F.reshape(v, [v.dim(0), Hkv, 1, S, d]);
-  const m5 = F.reshape(mask, [mask.dim(0), 1, 1, T, S]);
-  const scores = F.mul(F.matmul(q5, F.transposeLast(k5)), g.scalar(scale));
-  const out = F.matmul(F.softmax(masked(scores, m5)), v5);
-  return F.reshape(out, [B, H, T, d]);
+  // broadcast add is cheaper, and its gradient passes through to the scores without any op. A
+  // masked score becomes exactly -1e30 in float32 and gets weight 0 (uniform weights over a row
+  // with no allowed key).
+  const probs = F.softmax(F.add(all, F.where(m, g.scalar(0), g.scalar(-1e30))));
+  const pieces = scores.length === 1 ? [probs] : F.splitLike(probs, scores, -1);
+  let out = F.matmul(pieces[0], grouped(vs[0]));
+  for (let i = 1; i < pieces.length; i++) out = F.add(out, F.matmul(pieces[i], grouped(vs[i])));
+  return group === 1 ? out : F.reshape(out, [B, H, T, d]);
 }
 
 /** [B, T, H·d] → [B, H, T, d]. */

@@ -429,6 +429,9 @@ const SPLIT_LIKE: OpDef<{ axis: number }> = {
     e.node('Split', [g, split], outs, { axis });
   },
 };
+/** Splits x along `axis` into pieces sized (at run time) like `refs` along that axis. */
+export const splitLike = (x: Tensor, refs: Tensor[], axis: number): Tensor[] =>
+  x.graph.apply(SPLIT_LIKE, [x, ...refs], { axis: normAxis(axis, x.rank, 'splitLike') });
 export const concat = (xs: Tensor[], axis: number): Tensor => {
   if (xs.length === 1) return xs[0];
   return xs[0].graph.apply(CONCAT, xs, { axis: normAxis(axis, xs[0].rank, 'concat') })[0];

@@ -9,14 +9,21 @@ import type { BaseConfig, CausalFamily, CausalOutputs } from './family.js';
 import { familyFor } from './registry.js';
 import { loadParams, paramSource, type ParamMap } from './weights.js';
 
-/** Per-row state of an incremental decode. */
+/**
+ * Per-row state of an incremental decode. Keys and values live in preallocated buffers of
+ * `capacity` slots per layer, [B, Hkv, capacity, d], fed to every step as they are; a step returns
+ * only the new tokens' keys and values, which are written into the next free slots. So a decode
+ * step never copies the cache; the capacity doubles (one copy) when it runs out.
+ */
 export interface KvCache {
   batch: number;
-  /** Per layer, [B, Hkv, P, d]. */
-  layers: Array<{ k: ort.Tensor; v: ort.Tensor }>;
-  /** [B][P]: whether each cached key is real (1) or padding (0). */
+  /** Slots per row and layer. */
+  capacity: number;
+  /** Per layer, the key and value buffers [B, Hkv, capacity, d]. */
+  layers: Array<{ k: Float32Array; v: Float32Array }>;
+  /** [B][used slots]: whether each cached key is real (1) or padding (0). */
   valid: number[][];
-  /** [B][P]: the position of each cached key. */
+  /** [B][used slots]: the position of each cached key. */
   positions: number[][];
   /** Per row: the position the next token gets. */
   next: number[];
@@ -93,16 +100,34 @@ export class CausalLM {
   }
 
   /** An empty cache for `batch` rows. */
-  newCache(batch: number): KvCache {
+  newCache(batch: number, capacity = 64): KvCache {
     const { kvHeads, headDim } = this.family.cacheShape(this.config);
-    const empty = (): ort.Tensor => new OrtTensorCtor('float32', new Float32Array(0), [batch, kvHeads, 0, headDim]);
+    const size = batch * kvHeads * capacity * headDim;
     return {
       batch,
-      layers: Array.from({ length: this.config.numLayers }, () => ({ k: empty(), v: empty() })),
+      capacity,
+      layers: Array.from({ length: this.config.numLayers }, () => ({ k: new Float32Array(size), v: new Float32Array(size) })),
       valid: Array.from({ length: batch }, () => []),
       positions: Array.from({ length: batch }, () => []),
       next: new Array(batch).fill(0),
     };
+  }
+
+  /** Grows the buffers to hold at least `needed` slots (doubling), copying each row's slots. */
+  private reserve(cache: KvCache, needed: number): void {
+    if (needed <= cache.capacity) return;
+    let capacity = cache.capacity;
+    while (capacity < needed) capacity *= 2;
+    const { kvHeads, headDim } = this.family.cacheShape(this.config);
+    const rows = cache.batch * kvHeads;
+    const used = cache.valid[0].length;
+    const grow = (old: Float32Array): Float32Array => {
+      const out = new Float32Array(rows * capacity * headDim);
+      for (let r = 0; r < rows; r++) out.set(old.subarray(r * cache.capacity * headDim, (r * cache.capacity + used) * headDim), r * capacity * headDim);
+      return out;
+    };
+    cache.layers = cache.layers.map((l) => ({ k: grow(l.k), v: grow(l.v) }));
+    cache.capacity = capacity;
   }
 
   /**
@@ -114,34 +139,61 @@ export class CausalLM {
     const T = Math.max(...rows.map((r) => r.length));
     if (T === 0) throw new Error('step: no tokens to add');
     const B = cache.batch;
-    const P = cache.valid[0].length;
-    const ids: number[] = [];
-    const pos: number[] = [];
+    const limit = this.config.maxPositions;
+    rows.forEach((r, b) => {
+      if (cache.next[b] + r.length > limit) throw new Error(`sequence of ${cache.next[b] + r.length} tokens exceeds the model's context of ${limit}`);
+    });
+    const used = cache.valid[0].length;
+    const C = cache.capacity;
+    const { kvHeads, headDim } = this.family.cacheShape(this.config);
+    const ids = new Array<number>(B * T);
+    const pos = new Array<number>(B * T);
+    const keyValid = new Array<number>(B * (C + T)).fill(0);
+    const keyPositions = new Array<number>(B * (C + T)).fill(0);
     for (let b = 0; b < B; b++) {
+      for (let s = 0; s < used; s++) {
+        keyValid[b * (C + T) + s] = cache.valid[b][s];
+        keyPositions[b * (C + T) + s] = cache.positions[b][s];
+      }
       for (let t = 0; t < T; t++) {
         const real = t < rows[b].length;
-        ids.push(real ? rows[b][t] : 0);
-        pos.push(cache.next[b] + (real ? t : 0));
-        cache.valid[b].push(real ? 1 : 0);
-        cache.positions[b].push(cache.next[b] + (real ? t : 0));
+        ids[b * T + t] = real ? rows[b][t] : 0;
+        pos[b * T + t] = cache.next[b] + (real ? t : 0);
+        keyValid[b * (C + T) + C + t] = real ? 1 : 0;
+        keyPositions[b * (C + T) + C + t] = pos[b * T + t];
       }
-      cache.next[b] += rows[b].length;
-      const limit = this.config.maxPositions;
-      if (cache.next[b] > limit) throw new Error(`sequence of ${cache.next[b]} tokens exceeds the model's context of ${limit}`);
     }
     const feeds: Record<string, ort.Tensor> = {
       ...extraFeeds,
       input_ids: int64Tensor(ids, [B, T]),
       position_ids: int64Tensor(pos, [B, T]),
-      key_valid: int64Tensor(cache.valid.flat(), [B, P + T]),
-      key_positions: int64Tensor(cache.positions.flat(), [B, P + T]),
+      key_valid: int64Tensor(keyValid, [B, C + T]),
+      key_positions: int64Tensor(keyPositions, [B, C + T]),
     };
     cache.layers.forEach((l, i) => {
-      feeds[`past_key_${i}`] = l.k;
-      feeds[`past_value_${i}`] = l.v;
+      feeds[`past_key_${i}`] = new OrtTensorCtor('float32', l.k, [B, kvHeads, C, headDim]);
+      feeds[`past_value_${i}`] = new OrtTensorCtor('float32', l.v, [B, kvHeads, C, headDim]);
     });
     const out = await this.session.run(feeds);
-    cache.layers = cache.layers.map((_, i) => ({ k: out[`present_key_${i}`], v: out[`present_value_${i}`] }));
+
+    // Commit: the new tokens' keys and values go into the next free slots.
+    this.reserve(cache, used + T);
+    const Cn = cache.capacity;
+    cache.layers.forEach((l, i) => {
+      const k = out[`present_key_${i}`].data as Float32Array;
+      const v = out[`present_value_${i}`].data as Float32Array;
+      for (let r = 0; r < B * kvHeads; r++) {
+        l.k.set(k.subarray(r * T * headDim, (r + 1) * T * headDim), (r * Cn + used) * headDim);
+        l.v.set(v.subarray(r * T * headDim, (r + 1) * T * headDim), (r * Cn + used) * headDim);
+      }
+    });
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        cache.valid[b].push(keyValid[b * (C + T) + C + t]);
+        cache.positions[b].push(pos[b * T + t]);
+      }
+      cache.next[b] += rows[b].length;
+    }
     const extra: Record<string, ort.Tensor> = {};
     for (const name of Object.keys(out)) {
       if (name !== 'hidden' && name !== 'logits' && !name.startsWith('present_')) extra[name] = out[name];

@@ -34,11 +34,11 @@ export interface CausalInputs {
   ids: Tensor;
   /** [B, T] int64 positions of those tokens. */
   positions: Tensor;
-  /** [B, S] int64, S = P + T: 1 where a key (cached or new) exists, 0 for padding. */
+  /** [B, S] int64, S = P + T: 1 where a key (cache slot or new token) exists, 0 for padding or an unused slot. */
   keyValid: Tensor;
-  /** [B, S] int64 positions of every key (cached then new). */
+  /** [B, S] int64 positions of every key (cache slots, then the new tokens). */
   keyPositions: Tensor;
-  /** Per layer, the cached keys and values [B, Hkv, P, headDim] (P may be 0). */
+  /** Per layer, the KV cache [B, Hkv, P, headDim] (P slots, some unused); empty for no cache (training). */
   past: Array<{ k: Tensor; v: Tensor }>;
 }
 
@@ -47,7 +47,7 @@ export interface CausalOutputs {
   hidden: Tensor;
   /** [B, T, V]. */
   logits: Tensor;
-  /** Per layer, past concatenated with the new keys and values. */
+  /** Per layer, the keys and values of the new tokens [B, Hkv, T, headDim] (the runner caches them). */
   present: Array<{ k: Tensor; v: Tensor }>;
 }
 

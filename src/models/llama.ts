@@ -228,9 +228,11 @@ function forward(g: Graph, p: ParamSource, c: LlamaConfig, inputs: Parameters<Ca
     const qh = nn.applyRotary(nn.splitHeads(qs, c.numHeads, c.headDim), cos, sin);
     const kNew = nn.applyRotary(nn.splitHeads(ks, c.numKvHeads, c.headDim), cos, sin);
     const vNew = nn.splitHeads(vs, c.numKvHeads, c.headDim);
-    const k = F.concat([inputs.past[i].k, kNew], 2);
-    const v = F.concat([inputs.past[i].v, vNew], 2);
-    present.push({ k, v });
+    // The cache and the new tokens are attended to as two blocks (never concatenated); only the
+    // new keys and values are returned, the runner writes them into its cache.
+    const k = inputs.past.length ? [inputs.past[i].k, kNew] : kNew;
+    const v = inputs.past.length ? [inputs.past[i].v, vNew] : vNew;
+    present.push({ k: kNew, v: vNew });
     const attn = lin(nn.mergeHeads(nn.attention(qh, k, v, mask, 1 / Math.sqrt(c.headDim))), `${pre}.self_attn.o_proj`, c.hiddenSize, q, c.outputBias);
     h = F.add(h, c.variant === 'olmo2' ? norm(attn, `${pre}.post_attention_layernorm.weight`) : attn);
 

@@ -198,9 +198,11 @@ const forward: CausalFamily<ModernBertDecoderConfig>['forward'] = (_g, p, c, inp
     const q = nn.applyRotary(nn.splitHeads(lin(x, `${pre}.attn.q_proj`, D, D, c.attentionBias), c.numHeads, c.headDim), cos, sin);
     const kNew = nn.applyRotary(nn.splitHeads(lin(x, `${pre}.attn.k_proj`, D, D, c.attentionBias), c.numHeads, c.headDim), cos, sin);
     const vNew = nn.splitHeads(lin(x, `${pre}.attn.v_proj`, D, D, c.attentionBias), c.numHeads, c.headDim);
-    const k = F.concat([inputs.past[i].k, kNew], 2);
-    const v = F.concat([inputs.past[i].v, vNew], 2);
-    present.push({ k, v });
+    // The cache and the new tokens are attended to as two blocks (never concatenated); only the
+    // new keys and values are returned, the runner writes them into its cache.
+    const k = inputs.past.length ? [inputs.past[i].k, kNew] : kNew;
+    const v = inputs.past.length ? [inputs.past[i].v, vNew] : vNew;
+    present.push({ k: kNew, v: vNew });
     const attn = nn.mergeHeads(nn.attention(q, k, v, maskFor(type), 1 / Math.sqrt(c.headDim)));
     h = F.add(h, lin(attn, `${pre}.attn.Wo`, D, D, c.attentionBias));
 

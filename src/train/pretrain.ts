@@ -9,7 +9,7 @@ import { Graph, type Tensor } from '../engine/graph.js';
 import * as nn from '../engine/nn.js';
 import { warmupCosine } from '../engine/optim.js';
 import { TrainStep } from '../engine/trainer.js';
-import { int64Tensor, OrtTensorCtor } from '../engine/runtime.js';
+import { int64Tensor } from '../engine/runtime.js';
 import { loadCheckpoint, saveCheckpoint, trainCheckpoint, trainStateOf } from '../engine/checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
@@ -89,32 +89,23 @@ function buildGraph(family: Family, config: BaseConfig, params: ParamMap): Built
   const flat = (rows: number[][]): number[] => rows.flat();
   const posRows = (rows: number[][]): number[] => rows.flatMap((r) => r.map((_, i) => i));
   if (family.kind === 'causal') {
-    const { kvHeads, headDim } = (family as CausalFamily).cacheShape(config);
-    const keyValid = g.input('key_valid', ['B', 'P+T'], 'int64');
-    const keyPositions = g.input('key_positions', ['B', 'P+T'], 'int64');
-    const past = Array.from({ length: config.numLayers }, (_, i) => ({
-      k: g.input(`past_key_${i}`, ['B', kvHeads, 'P', headDim]),
-      v: g.input(`past_value_${i}`, ['B', kvHeads, 'P', headDim]),
-    }));
-    const out = (family as CausalFamily).forward(g, p, config, { ids, positions, keyValid, keyPositions, past });
+    // No KV cache while training: keys are exactly the sequence's own tokens.
+    const keyValid = g.input('key_valid', ['B', 'T'], 'int64');
+    const keyPositions = g.input('key_positions', ['B', 'T'], 'int64');
+    const out = (family as CausalFamily).forward(g, p, config, { ids, positions, keyValid, keyPositions, past: [] });
     return {
       graph: g,
       loss: nn.crossEntropy(out.logits, targets),
       feeds: (rows, tgts) => {
         const B = rows.length;
         const T = rows[0].length;
-        const feeds: Record<string, ort.Tensor> = {
+        return {
           input_ids: int64Tensor(flat(rows), [B, T]),
           position_ids: int64Tensor(posRows(rows), [B, T]),
           targets: int64Tensor(flat(tgts), [B, T]),
           key_valid: int64Tensor(new Array(B * T).fill(1), [B, T]),
           key_positions: int64Tensor(posRows(rows), [B, T]),
         };
-        for (let i = 0; i < config.numLayers; i++) {
-          feeds[`past_key_${i}`] = new OrtTensorCtor('float32', new Float32Array(0), [B, kvHeads, 0, headDim]);
-          feeds[`past_value_${i}`] = new OrtTensorCtor('float32', new Float32Array(0), [B, kvHeads, 0, headDim]);
-        }
-        return feeds;
       },
     };
   }
