@@ -1,0 +1,83 @@
+// Choosing a token from logits: greedy, temperature, top-k, top-p, with a seeded generator.
+
+export interface SamplingOptions {
+  /** 0 (default) picks the most likely token; otherwise logits are divided by it before sampling. */
+  temperature?: number;
+  /** Keep only the k most likely tokens (0 = all). */
+  topK?: number;
+  /** Keep the smallest set of tokens whose probability reaches p (1 = all). */
+  topP?: number;
+}
+
+/** log-softmax of one row, in place into `out`. */
+export function logSoftmaxRow(logits: Float32Array, out: Float64Array = new Float64Array(logits.length)): Float64Array {
+  let m = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > m) m = logits[i];
+  let s = 0;
+  for (let i = 0; i < logits.length; i++) s += Math.exp(logits[i] - m);
+  const lse = m + Math.log(s);
+  for (let i = 0; i < logits.length; i++) out[i] = logits[i] - lse;
+  return out;
+}
+
+/** The k best ids of a row by value, best first. */
+export function topIds(row: ArrayLike<number>, k: number): number[] {
+  const best: number[] = [];
+  for (let i = 0; i < row.length; i++) {
+    if (best.length < k) {
+      best.push(i);
+      best.sort((a, b) => row[b] - row[a]);
+    } else if (row[i] > row[best[k - 1]]) {
+      best[k - 1] = i;
+      best.sort((a, b) => row[b] - row[a]);
+    }
+  }
+  return best;
+}
+
+/** Validates sampling options with messages a user can act on. */
+export function checkSampling(o: SamplingOptions): void {
+  if (o.temperature !== undefined && !(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new RangeError(`temperature must be ≥ 0, got ${o.temperature}`);
+  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) throw new RangeError(`top-k must be a non-negative integer, got ${o.topK}`);
+  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw new RangeError(`top-p must be in (0, 1], got ${o.topP}`);
+}
+
+/**
+ * Picks a token from a row of log-probabilities (banned ids already at -Infinity). Returns the id.
+ */
+export function sampleToken(logp: Float64Array, o: SamplingOptions, rand: () => number): number {
+  const t = o.temperature ?? 0;
+  if (t === 0) {
+    let best = 0;
+    for (let i = 1; i < logp.length; i++) if (logp[i] > logp[best]) best = i;
+    return best;
+  }
+  const k = o.topK && o.topK > 0 ? Math.min(o.topK, logp.length) : logp.length;
+  const p = o.topP ?? 1;
+  // Candidates sorted by probability; with top-k alone only k survive.
+  let ids: number[];
+  if (k < logp.length) ids = topIds(logp, k);
+  else {
+    ids = [];
+    for (let i = 0; i < logp.length; i++) if (logp[i] > -Infinity) ids.push(i);
+    if (p < 1) ids.sort((a, b) => logp[b] - logp[a]);
+  }
+  const weights = ids.map((i) => logp[i] / t);
+  const m = Math.max(...weights);
+  let probs = weights.map((w) => Math.exp(w - m));
+  let total = probs.reduce((a, b) => a + b, 0);
+  if (p < 1) {
+    let acc = 0;
+    let keep = 0;
+    while (keep < probs.length && acc < p * total) acc += probs[keep++];
+    ids = ids.slice(0, Math.max(1, keep));
+    probs = probs.slice(0, ids.length);
+    total = probs.reduce((a, b) => a + b, 0);
+  }
+  let r = rand() * total;
+  for (let j = 0; j < ids.length; j++) {
+    r -= probs[j];
+    if (r <= 0) return ids[j];
+  }
+  return ids[ids.length - 1];
+}

@@ -1,0 +1,280 @@
+// Training MARIA's head with frozen backbones (L_MARIA):
+//   L = E_x E_M [ -(1/|M|) Σ_{i∈M} log p(x_i | x_<i, x~) ],  only W3 and b3 trained, AdamW.
+// The AR features depend only on the clean text, so each batch of windows is run through the AR
+// once and reused for several mask samples; only the MLM pass depends on the mask. Features are
+// gathered at the masked positions in JS and the training step is a tiny graph (one linear layer
+// and the loss) run by the engine's TrainStep.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Graph } from '../engine/graph.js';
+import * as F from '../engine/ops.js';
+import * as nn from '../engine/nn.js';
+import { warmupCosine } from '../engine/optim.js';
+import { TrainStep } from '../engine/trainer.js';
+import { floatTensor, int64Tensor, type SessionOptions } from '../engine/runtime.js';
+import { loadCheckpoint, saveCheckpoint, trainCheckpoint, trainStateOf } from '../engine/checkpoint.js';
+import { CausalLM } from '../models/causal-lm.js';
+import { MaskedLM } from '../models/masked-lm.js';
+import { bundlePath, writeBundle, type BundleManifest } from './bundle.js';
+import { pairModels } from './create.js';
+import { headLogits, type HeadWeights } from './head.js';
+import { spanMask } from './masks.js';
+import { stepRandom, type TokenStream } from '../train/data.js';
+
+export interface TrainHeadOptions {
+  mlmDir: string;
+  arDir: string;
+  /** Bundle folder to write. */
+  out: string;
+  train: TokenStream;
+  validation: TokenStream;
+  steps: number;
+  /** Text windows per batch. */
+  batch: number;
+  /** Text tokens per window. */
+  length: number;
+  /** Mask samples per batch of windows (the AR features are reused across them). */
+  maskSamples: number;
+  /** Probability that a sample uses span masking instead of i.i.d. masking. */
+  spanProbability: number;
+  lr: number;
+  warmup: number;
+  weightDecay: number;
+  seed: number;
+  validateEvery: number;
+  validationWindows: number;
+  checkpointEvery: number;
+  resume: boolean;
+  maxMinutes?: number;
+  /** Token ids that are never masked and never start a window (document markers). */
+  isSpecial: (id: number) => boolean;
+  session?: SessionOptions;
+  onStep?: (s: { step: number; steps: number; loss: number; lr: number; elapsedSeconds: number; tokensPerSecond: number }) => void;
+  onValidate?: (v: { step: number; loss: number; byRate: Record<string, number> }) => void;
+  shouldStop?: () => boolean;
+  /** Recorded in maria.json. */
+  command?: string;
+}
+
+/** Validation rates: the loss is reported per rate and averaged. */
+export const VALIDATION_RATES = [0.15, 0.5, 0.9];
+
+interface FeatureBatch {
+  hMlm: Float32Array;
+  hAr: Float32Array;
+  targets: number[];
+  /** 1/(|M_b|·B) per masked token, so the sum is L_MARIA's per-sequence average. */
+  weights: Float32Array;
+}
+
+/** Feature extraction with the frozen backbones. */
+export class FeatureExtractor {
+  private constructor(
+    private readonly mlm: MaskedLM,
+    private readonly ar: CausalLM,
+    private readonly manifest: BundleManifest,
+    private readonly arToMlm: Int32Array | null,
+  ) {}
+
+  static async create(mlmDir: string, arDir: string, manifest: BundleManifest, arToMlm: Int32Array | null, session?: SessionOptions): Promise<FeatureExtractor> {
+    const mlm = await MaskedLM.load(mlmDir, session, { logits: false });
+    const ar = await CausalLM.load(arDir, session, { keepLogits: false, build: () => ({}) });
+    return new FeatureExtractor(mlm, ar, manifest, arToMlm);
+  }
+
+  /** AR features of clean windows: [B, L, dA], row i predicting token i. */
+  async arFeatures(windows: number[][]): Promise<Float32Array> {
+    const out = await this.ar.step(this.ar.newCache(windows.length), windows.map((w) => [this.manifest.arBosId, ...w.slice(0, -1)]));
+    return out.hidden;
+  }
+
+  /** MLM features of masked windows: [B, L, dM] at the text positions. */
+  async mlmFeatures(windows: number[][], masks: boolean[][]): Promise<Float32Array> {
+    const { mlmPrefixIds: pre, mlmSuffixIds: post, mlmMaskId } = this.manifest;
+    const rows = windows.map((w, b) => [...pre, ...w.map((id, i) => (masks[b][i] ? mlmMaskId : this.arToMlm ? this.arToMlm[id] : id)), ...post]);
+    const out = await this.mlm.forward(rows);
+    const L = windows[0].length;
+    const dM = this.mlm.config.hiddenSize;
+    const T = out.T;
+    const h = new Float32Array(windows.length * L * dM);
+    for (let b = 0; b < windows.length; b++) h.set(out.hidden.subarray((b * T + pre.length) * dM, (b * T + pre.length + L) * dM), b * L * dM);
+    return h;
+  }
+
+  /** Gathers the features at the masked positions into one training batch. */
+  gather(windows: number[][], masks: boolean[][], hAr: Float32Array, hMlm: Float32Array): FeatureBatch {
+    const dM = this.mlm.config.hiddenSize;
+    const dA = this.ar.config.hiddenSize;
+    const L = windows[0].length;
+    const B = windows.length;
+    const n = masks.reduce((a, m) => a + m.filter(Boolean).length, 0);
+    const out: FeatureBatch = { hMlm: new Float32Array(n * dM), hAr: new Float32Array(n * dA), targets: [], weights: new Float32Array(n) };
+    let k = 0;
+    for (let b = 0; b < B; b++) {
+      const count = masks[b].filter(Boolean).length;
+      for (let i = 0; i < L; i++) {
+        if (!masks[b][i]) continue;
+        out.hMlm.set(hMlm.subarray((b * L + i) * dM, (b * L + i + 1) * dM), k * dM);
+        out.hAr.set(hAr.subarray((b * L + i) * dA, (b * L + i + 1) * dA), k * dA);
+        out.targets.push(windows[b][i]);
+        out.weights[k] = 1 / (count * B);
+        k++;
+      }
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.mlm.release(), this.ar.release()]);
+  }
+}
+
+/** Windows of `length` tokens lying inside one document (no special tokens), from `rand`. */
+export function textWindows(stream: TokenStream, count: number, length: number, rand: () => number, isSpecial: (id: number) => boolean): number[][] {
+  const out: number[][] = [];
+  for (let tries = 0; out.length < count; tries++) {
+    if (tries > count * 1000) throw new Error(`could not find ${count} windows of ${length} tokens inside documents; use a shorter --length`);
+    const o = Math.floor(rand() * (stream.length - length));
+    const w = Array.from(stream.subarray(o, o + length));
+    if (!w.some(isSpecial)) out.push(w);
+  }
+  return out;
+}
+
+/** I.i.d. masks at a per-row rate r ~ U(0,1) (or fixed), or span masks; at least one per row. */
+export function sampleMasks(windows: number[][], rand: () => number, spanProbability: number, fixedRate?: number): boolean[][] {
+  return windows.map((w) => {
+    const r = fixedRate ?? Math.max(rand(), 1e-3);
+    if (rand() < spanProbability) return spanMask(w, r, Math.floor(rand() * 2 ** 31));
+    const m = w.map(() => rand() < r);
+    if (!m.some(Boolean)) m[Math.floor(rand() * w.length)] = true;
+    return m;
+  });
+}
+
+/** Trains (or resumes training) the head and writes the bundle. */
+export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; finished: boolean; poe: Record<string, number>; validation: Array<{ step: number; loss: number; byRate: Record<string, number> }>; wallSeconds: number }> {
+  mkdirSync(o.out, { recursive: true });
+  const { manifest, head: poeHead, arToMlm } = pairModels(o.mlmDir, o.arDir, o.out);
+  const features = await FeatureExtractor.create(bundlePath(o.out, manifest.mlm), bundlePath(o.out, manifest.ar), manifest, arToMlm, o.session);
+  const { vocabSize: V, mlmHidden: dM, arHidden: dA } = poeHead;
+
+  const g = new Graph();
+  const hMlm = g.input('h_mlm', ['N', dM]);
+  const hAr = g.input('h_ar', ['N', dA]);
+  const targets = g.input('targets', ['N'], 'int64');
+  const weights = g.input('weights', ['N']);
+  const weight = g.param('weight', poeHead.weight, [V, dM + dA]);
+  const bias = g.param('bias', poeHead.bias, [V]);
+  const loss = F.sum(F.mul(nn.tokenNll(headLogits(hMlm, hAr, weight, bias), targets), weights), [0]);
+  const trainer = await TrainStep.create(g, loss, {
+    schedule: warmupCosine(o.lr, o.warmup, o.steps, o.lr * 0.1),
+    weightDecay: o.weightDecay,
+    decay: () => o.weightDecay > 0,
+    maxGradNorm: 1.0,
+    session: o.session,
+  });
+  const feedsOf = (b: FeatureBatch) => ({
+    h_mlm: floatTensor(b.hMlm, [b.targets.length, dM]),
+    h_ar: floatTensor(b.hAr, [b.targets.length, dA]),
+    targets: int64Tensor(b.targets, [b.targets.length]),
+    weights: floatTensor(b.weights, [b.targets.length]),
+  });
+
+  // Fixed validation set: the same windows at each rate, masks from a fixed seed.
+  const valWindows = textWindows(o.validation, o.validationWindows, o.length, stepRandom(o.seed ^ 0x51ed, 0), o.isSpecial);
+  const valAr: Float32Array[] = [];
+  const chunk = Math.min(o.batch, valWindows.length);
+  for (let s = 0; s < valWindows.length; s += chunk) valAr.push(await features.arFeatures(valWindows.slice(s, s + chunk)));
+  const validate = async (): Promise<{ loss: number; byRate: Record<string, number> }> => {
+    const byRate: Record<string, number> = {};
+    for (const rate of VALIDATION_RATES) {
+      let total = 0;
+      for (let s = 0, c = 0; s < valWindows.length; s += chunk, c++) {
+        const w = valWindows.slice(s, s + chunk);
+        const masks = sampleMasks(w, stepRandom(o.seed ^ 0x7e57, c + Math.round(rate * 1000)), 0, rate);
+        const batch = features.gather(w, masks, valAr[c], await features.mlmFeatures(w, masks));
+        total += (await trainer.evalLoss(feedsOf(batch))) * w.length;
+      }
+      byRate[String(rate)] = total / valWindows.length;
+    }
+    const values = Object.values(byRate);
+    return { loss: values.reduce((a, b) => a + b, 0) / values.length, byRate };
+  };
+
+  const statePath = join(o.out, 'head-train-state.safetensors');
+  const history = { poe: {} as Record<string, number>, validation: [] as Array<{ step: number; loss: number; byRate: Record<string, number> }>, wallSeconds: 0 };
+  if (o.resume && existsSync(statePath)) {
+    const ckpt = loadCheckpoint(statePath);
+    const progress = ckpt.progress as { seed: number; history: typeof history };
+    if (progress.seed !== o.seed) throw new Error(`${statePath}: was written with --seed ${progress.seed}; resume with the same seed`);
+    trainer.loadState(trainStateOf(ckpt));
+    Object.assign(history, progress.history);
+  } else {
+    const start = await validate();
+    history.poe = start.byRate;
+    o.onValidate?.({ step: 0, ...start });
+  }
+
+  const save = (finished: boolean): void => {
+    const state = trainer.state();
+    saveCheckpoint(statePath, trainCheckpoint(state, trainer.paramShapes(), { seed: o.seed, history }));
+    const head: HeadWeights = { weight: state.params.get('weight')!, bias: state.params.get('bias')!, vocabSize: V, mlmHidden: dM, arHidden: dA };
+    const last = history.validation[history.validation.length - 1];
+    writeBundle(o.out, {
+      ...manifest,
+      head: { ...manifest.head, init: 'trained' },
+      training: {
+        command: o.command,
+        objective: 'L_MARIA (teacher-forced, per-sequence mean over masked tokens), frozen backbones, AdamW on W3 and b3',
+        steps: state.step,
+        finished,
+        batch: o.batch,
+        length: o.length,
+        maskSamples: o.maskSamples,
+        spanProbability: o.spanProbability,
+        lr: o.lr,
+        seed: o.seed,
+        wallSeconds: Math.round(history.wallSeconds),
+        validationAtInit: history.poe,
+        validationFinal: last?.byRate,
+      },
+    }, head);
+  };
+
+  const t0 = performance.now();
+  const wallBefore = history.wallSeconds;
+  let tokens = 0;
+  let stopped = false;
+  let cached = null as { group: number; windows: number[][]; hAr: Float32Array } | null;
+  while (trainer.steps < o.steps) {
+    const step = trainer.steps + 1;
+    const rand = stepRandom(o.seed, step);
+    // One AR pass per batch of windows, reused for `maskSamples` consecutive steps.
+    const group = Math.floor((step - 1) / o.maskSamples);
+    if (cached?.group !== group) {
+      const w = textWindows(o.train, o.batch, o.length, stepRandom(o.seed ^ 0xa11ce, group), o.isSpecial);
+      cached = { group, windows: w, hAr: await features.arFeatures(w) };
+    }
+    const { windows, hAr: hArBatch } = cached;
+    const masks = sampleMasks(windows, rand, o.spanProbability);
+    const batch = features.gather(windows, masks, hArBatch, await features.mlmFeatures(windows, masks));
+    const r = await trainer.step(feedsOf(batch));
+    tokens += batch.targets.length;
+    const elapsed = (performance.now() - t0) / 1000;
+    history.wallSeconds = wallBefore + elapsed;
+    o.onStep?.({ step, steps: o.steps, loss: r.loss, lr: r.lr, elapsedSeconds: history.wallSeconds, tokensPerSecond: tokens / elapsed });
+    if (step % o.validateEvery === 0 || step === o.steps) {
+      const v = await validate();
+      history.validation.push({ step, ...v });
+      o.onValidate?.({ step, ...v });
+    }
+    if (o.shouldStop?.() || (o.maxMinutes !== undefined && elapsed > o.maxMinutes * 60)) stopped = true;
+    if (step % o.checkpointEvery === 0 || step === o.steps || stopped) save(step === o.steps);
+    if (stopped) break;
+  }
+  if (trainer.steps >= o.steps && !existsSync(join(o.out, 'maria.json'))) save(true);
+  await trainer.release();
+  await features.release();
+  return { steps: trainer.steps, finished: trainer.steps >= o.steps, ...history };
+}
