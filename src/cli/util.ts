@@ -1,6 +1,8 @@
 // Helpers shared by the CLI commands: user errors are one line on stderr and exit code 2, never a
 // stack trace.
 import type { Command } from 'commander';
+import { BundleError } from '../maria/bundle.js';
+import { InputError } from '../maria/masks.js';
 import { ModelFolderError } from '../models/config.js';
 
 /** Exit code for user errors (bad arguments, bad folders). */
@@ -37,6 +39,15 @@ function checkRange(flag: string, n: number, { min, max }: { min?: number; max?:
   }
 }
 
+/** Parses one finite number flag value (optionally within [min, max]), or fails naming the flag. */
+export function parseNumber(flag: string, text: string, range: { min?: number; max?: number } = {}): number {
+  const t = text.trim();
+  const n = Number(t);
+  if (t === '' || !Number.isFinite(n)) fail(`${flag}: ${JSON.stringify(text)} is not a number`);
+  checkRange(flag, n, range);
+  return n;
+}
+
 /** Parses a comma-separated list of integers ("5,17,42"), or fails naming the flag and the bad item. */
 export function parseIntList(flag: string, text: string, range: { min?: number; max?: number } = {}): number[] {
   if (text.trim() === '') fail(`${flag}: empty list (expected comma-separated integers, e.g. 5,17,42)`);
@@ -51,9 +62,12 @@ export function parseIntList(flag: string, text: string, range: { min?: number; 
   });
 }
 
-/** Whether an error is a user-facing one (its message stands on its own). */
+/**
+ * Whether an error is a user-facing one (its message stands on its own): bad folders and bundles,
+ * bad input text (no mask, too long, bad [MASK:n]) and out-of-range options.
+ */
 export function isUserError(err: unknown): boolean {
-  return err instanceof CliError || err instanceof ModelFolderError;
+  return err instanceof CliError || err instanceof ModelFolderError || err instanceof BundleError || err instanceof InputError || err instanceof RangeError;
 }
 
 /**

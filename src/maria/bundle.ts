@@ -60,8 +60,8 @@ export function readManifest(dir: string): BundleManifest {
   for (const key of ['mlmMaskId', 'arBosId'] as const) {
     if (!Number.isInteger(m[key]) || m[key] < 0) throw new BundleError(`${file}: "${key}" must be a token id`);
   }
-  if (!m.head || !Number.isInteger(m.head.vocabSize) || !Number.isInteger(m.head.mlmHidden) || !Number.isInteger(m.head.arHidden)) {
-    throw new BundleError(`${file}: "head" must give vocabSize, mlmHidden and arHidden`);
+  if (!m.head || typeof m.head.file !== 'string' || !Number.isInteger(m.head.vocabSize) || !Number.isInteger(m.head.mlmHidden) || !Number.isInteger(m.head.arHidden)) {
+    throw new BundleError(`${file}: "head" must give file, vocabSize, mlmHidden and arHidden`);
   }
   return m;
 }

@@ -29,7 +29,10 @@ export interface FilledToken {
   position: number;
   token: string;
   id: number;
-  /** log p of the chosen token under the model (before temperature). */
+  /**
+   * log p of the chosen token under the distribution sampled from, before temperature: the model's,
+   * renormalised without the special tokens infilling never produces (score() uses the full one).
+   */
   logprob: number;
   alternatives: Array<{ token: string; id: number; logprob: number }>;
 }
@@ -105,7 +108,8 @@ export class Maria {
   /** The longest text (in decoder tokens) both models can take. */
   get maxTokens(): number {
     const mlmRoom = this.mlm.config.maxPositions - this.manifest.mlmPrefixIds.length - this.manifest.mlmSuffixIds.length;
-    return Math.min(mlmRoom, this.ar.config.maxPositions - 1);
+    // The AR sees [BOS] x_0 … x_{n-2}: the last token is predicted, never fed.
+    return Math.min(mlmRoom, this.ar.config.maxPositions);
   }
 
   /** Tokenizes text with mask markers. */

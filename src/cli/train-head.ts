@@ -1,0 +1,250 @@
+// `maria train-head`: train MARIA's linear head over a frozen MLM and a frozen AR (L_MARIA), writing
+// a bundle with atomic checkpoints and --resume:
+//   maria train-head --mlm DIR --ar DIR --data FILE... --out BUNDLE [--steps N] [--batch B]
+//     [--length L] [--mask-samples S] [--span-probability p] [--lr X] [--warmup N]
+//     [--weight-decay X] [--seed S] [--validate-every N] [--validation-windows N]
+//     [--checkpoint-every N] [--max-minutes X] [--resume] [--threads N] [--no-progress]
+// --data takes text files (paragraphs = documents; a held-out 5% of the paragraphs validates) or
+// the word `corpus` (the pretraining corpus' train/validation split). Text is tokenized with the
+// AR's tokenizer (MARIA's decoder vocabulary) into a cached token stream under data/cache. Prints a
+// JSON summary at the end: the validation L_MARIA per mask rate at the PoE start and at the end.
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { loadPretrainingSplit, splitTrainValidation } from '../data/corpus.js';
+import { trainHead } from '../maria/train-head.js';
+import { assertFolder, readModelInfo } from '../models/load.js';
+import { TextTokenizer } from '../tokenizer/tokenizer.js';
+import { tokenStream, type TokenStream } from '../train/data.js';
+import { action, CliError, parseInteger, parseNumber, usageErrorsExit2 } from './util.js';
+
+interface TrainHeadCliOptions {
+  mlm: string;
+  ar: string;
+  data: string[];
+  out: string;
+  steps: string;
+  batch: string;
+  length: string;
+  maskSamples: string;
+  spanProbability: string;
+  lr: string;
+  warmup: string;
+  weightDecay: string;
+  seed: string;
+  validateEvery: string;
+  validationWindows: string;
+  checkpointEvery: string;
+  maxMinutes?: string;
+  resume?: boolean;
+  threads?: string;
+  progress: boolean;
+}
+
+type Docs = Array<{ id: string; text: string }>;
+
+/** Paragraphs (blank-line separated) of text files, as documents. */
+function paragraphs(files: string[]): Docs {
+  const docs: Docs = [];
+  for (const file of files) {
+    if (!existsSync(file)) throw new CliError(`--data: ${file}: no such file`);
+    if (!statSync(file).isFile()) throw new CliError(`--data: ${file}: not a file (give text files, or the word "corpus")`);
+    readFileSync(file, 'utf8')
+      .split(/\n\s*\n/)
+      .forEach((t, i) => {
+        const text = t.trim();
+        if (text) docs.push({ id: `${file}#${i}`, text });
+      });
+  }
+  return docs;
+}
+
+/** The longest run of ordinary tokens (a document) in a stream. */
+function longestDocument(stream: TokenStream, isSpecial: (id: number) => boolean): number {
+  let best = 0;
+  let run = 0;
+  for (const id of stream) {
+    run = isSpecial(id) ? 0 : run + 1;
+    if (run > best) best = run;
+  }
+  return best;
+}
+
+function formatEta(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = Math.floor(seconds % 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s).padStart(2, '0')}s`;
+}
+
+const mean = (r: Record<string, number>): number => {
+  const v = Object.values(r);
+  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
+};
+
+async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
+  const int = (flag: string, v: string, min = 1): number => parseInteger(flag, v, { min });
+  const steps = int('--steps', opts.steps);
+  const batch = int('--batch', opts.batch);
+  const length = int('--length', opts.length, 2);
+  const maskSamples = int('--mask-samples', opts.maskSamples);
+  const spanProbability = parseNumber('--span-probability', opts.spanProbability, { min: 0, max: 1 });
+  const lr = parseNumber('--lr', opts.lr, { min: 0 });
+  const warmup = int('--warmup', opts.warmup, 0);
+  const weightDecay = parseNumber('--weight-decay', opts.weightDecay, { min: 0 });
+  const seed = parseInteger('--seed', opts.seed);
+  const validateEvery = int('--validate-every', opts.validateEvery);
+  const validationWindows = int('--validation-windows', opts.validationWindows);
+  const checkpointEvery = int('--checkpoint-every', opts.checkpointEvery);
+  const maxMinutes = opts.maxMinutes !== undefined ? parseNumber('--max-minutes', opts.maxMinutes, { min: 0 }) : undefined;
+  const threads = opts.threads !== undefined ? int('--threads', opts.threads) : undefined;
+
+  assertFolder(opts.mlm);
+  assertFolder(opts.ar);
+  const mlmInfo = readModelInfo(opts.mlm);
+  const arInfo = readModelInfo(opts.ar);
+  if (mlmInfo.kind !== 'masked') throw new CliError(`--mlm ${opts.mlm}: model_type "${mlmInfo.modelType}" is not a masked LM`);
+  if (arInfo.kind !== 'causal') throw new CliError(`--ar ${opts.ar}: model_type "${arInfo.modelType}" is not a causal LM`);
+  // The MLM sees [CLS] window [SEP], the AR [BOS] window[:-1].
+  const maxLength = Math.min(mlmInfo.config.maxPositions - 2, arInfo.config.maxPositions);
+  if (length > maxLength) throw new CliError(`--length: ${length} tokens do not fit the models (at most ${maxLength})`);
+
+  const tokenizer = TextTokenizer.load(opts.ar);
+  const sp = tokenizer.specialTokens;
+  const bos = sp.bos ?? sp.eos;
+  const eos = sp.eos ?? sp.bos;
+  if (!bos || !eos) throw new CliError(`--ar ${opts.ar}: the tokenizer has neither a BOS nor an EOS token to separate documents`);
+  const specialCache = new Map<number, boolean>();
+  const isSpecial = (id: number): boolean => {
+    let s = specialCache.get(id);
+    if (s === undefined) specialCache.set(id, (s = id === bos.id || id === eos.id || tokenizer.isSpecialId(id)));
+    return s;
+  };
+
+  let docs: { train: Docs; validation: Docs };
+  let dataLabel: string;
+  if (opts.data.length === 1 && opts.data[0] === 'corpus') {
+    docs = loadPretrainingSplit();
+    dataLabel = 'pretraining corpus (train split; validation split held out)';
+  } else {
+    if (opts.data.includes('corpus')) throw new CliError('--data: give either the word "corpus" alone or text files');
+    const all = paragraphs(opts.data);
+    if (all.length < 2) throw new CliError(`--data: found ${all.length} paragraph(s); need at least 2 (5% of the paragraphs, at least one, are held out for validation)`);
+    docs = splitTrainValidation(all, { validationFraction: 0.05 });
+    dataLabel = `${opts.data.join(', ')} (${docs.train.length} training and ${docs.validation.length} validation paragraphs)`;
+  }
+  const cacheDir = resolve('data/cache');
+  const key = readFileSync(join(opts.ar, 'tokenizer.json'), 'utf8');
+  const encode = (t: string): number[] => tokenizer.encode(t).ids;
+  const train = tokenStream(docs.train, encode, { bos: bos.id, eos: eos.id }, cacheDir, key);
+  const validation = tokenStream(docs.validation, encode, { bos: bos.id, eos: eos.id }, cacheDir, key);
+  for (const [name, stream] of [
+    ['training', train],
+    ['validation', validation],
+  ] as const) {
+    const longest = longestDocument(stream, isSpecial);
+    if (longest < length) throw new CliError(`--length ${length}: the longest ${name} document is ${longest} tokens; use a shorter --length or longer documents`);
+  }
+  process.stderr.write(`data: ${dataLabel}: ${train.length} training tokens, ${validation.length} validation tokens\n`);
+
+  const bar = opts.progress
+    ? new cliProgress.SingleBar(
+        { format: 'train-head |{bar}| {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {etaText}', hideCursor: true, etaBuffer: 50 },
+        cliProgress.Presets.shades_classic,
+      )
+    : null;
+  let barStarted = false;
+  let lastVal = '-';
+  let stopRequested = false;
+  process.once('SIGINT', () => {
+    stopRequested = true;
+    process.stderr.write('\nstopping after this step (checkpoint follows); run again with --resume to continue\n');
+  });
+  const result = await trainHead({
+    mlmDir: opts.mlm,
+    arDir: opts.ar,
+    out: opts.out,
+    train,
+    validation,
+    steps,
+    batch,
+    length,
+    maskSamples,
+    spanProbability,
+    lr,
+    warmup,
+    weightDecay,
+    seed,
+    validateEvery,
+    validationWindows,
+    checkpointEvery,
+    resume: !!opts.resume,
+    maxMinutes,
+    isSpecial,
+    session: threads ? { threads } : {},
+    command: `maria ${process.argv.slice(2).join(' ')}`,
+    shouldStop: () => stopRequested,
+    onStep: (s) => {
+      const payload = { loss: s.loss.toFixed(3), val: lastVal, tps: Math.round(s.tokensPerSecond), etaText: formatEta(((s.steps - s.step) * s.elapsedSeconds) / Math.max(1, s.step)) };
+      if (bar && !barStarted) {
+        bar.start(s.steps, s.step, payload);
+        barStarted = true;
+      }
+      bar?.update(s.step, payload);
+      if (!bar && (s.step % 50 === 0 || s.step === 1)) process.stderr.write(`step ${s.step}/${s.steps} loss ${s.loss.toFixed(4)} lr ${s.lr.toExponential(2)} ${Math.round(s.tokensPerSecond)} masked tok/s\n`);
+    },
+    onValidate: (v) => {
+      lastVal = v.loss.toFixed(3);
+      if (!bar) {
+        const rates = Object.entries(v.byRate)
+          .map(([r, l]) => `${r}: ${l.toFixed(4)}`)
+          .join(', ');
+        process.stderr.write(`validation at step ${v.step}${v.step === 0 ? ' (PoE start)' : ''}: L_MARIA ${v.loss.toFixed(4)} (${rates})\n`);
+      }
+    },
+  });
+  bar?.stop();
+  const last = result.validation[result.validation.length - 1];
+  const summary = {
+    out: resolve(opts.out),
+    steps: result.steps,
+    finished: result.finished,
+    validation: {
+      poe: { mean: mean(result.poe), byRate: result.poe },
+      final: last ? { step: last.step, mean: last.loss, byRate: last.byRate } : null,
+    },
+    wallSeconds: Math.round(result.wallSeconds),
+  };
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+}
+
+export function register(program: Command): void {
+  usageErrorsExit2(
+    program
+      .command('train-head')
+      .description("train MARIA's linear head over a frozen masked LM and a frozen causal LM (L_MARIA), writing a bundle")
+      .requiredOption('--mlm <dir>', 'masked LM folder (Hugging Face layout)')
+      .requiredOption('--ar <dir>', 'causal LM folder (Hugging Face layout)')
+      .requiredOption('--data <files...>', 'text files (paragraphs = documents), or the word "corpus"')
+      .requiredOption('--out <dir>', 'bundle folder to write (checkpoints go here too)')
+      .option('--steps <n>', 'optimiser steps', '2000')
+      .option('--batch <n>', 'text windows per step', '8')
+      .option('--length <n>', 'tokens per window', '128')
+      .option('--mask-samples <n>', 'mask samples per batch of windows (the AR features are reused)', '4')
+      .option('--span-probability <p>', 'probability that a window is span-masked instead of i.i.d.', '0.25')
+      .option('--lr <x>', 'peak learning rate (AdamW, warm-up then cosine)', '3e-3')
+      .option('--warmup <n>', 'warm-up steps', '100')
+      .option('--weight-decay <x>', 'AdamW weight decay', '0')
+      .option('--seed <n>', 'seed of data order and masks', '0')
+      .option('--validate-every <n>', 'steps between validations', '200')
+      .option('--validation-windows <n>', 'windows in the fixed validation set', '32')
+      .option('--checkpoint-every <n>', 'steps between checkpoints', '200')
+      .option('--max-minutes <x>', 'stop after this long (with a checkpoint); resume later')
+      .option('--resume', 'continue from the checkpoint in --out')
+      .option('--threads <n>', 'ONNX Runtime threads (default: MARIA_THREADS or all cores)')
+      .option('--no-progress', 'no progress bar (log lines instead)')
+      .action(action(trainHeadCommand)),
+  );
+}
