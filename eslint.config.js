@@ -11,4 +11,9 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
+  {
+    // The web page of `maria serve`: plain browser scripts.
+    files: ['web/**/*.js'],
+    languageOptions: { globals: { window: 'readonly', document: 'readonly', fetch: 'readonly', TextDecoder: 'readonly', Event: 'readonly', AbortController: 'readonly', performance: 'readonly', console: 'readonly' } },
+  },
 );
