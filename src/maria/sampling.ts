@@ -42,6 +42,23 @@ export function checkSampling(o: SamplingOptions): void {
   if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw new RangeError(`top-p must be in (0, 1], got ${o.topP}`);
 }
 
+/** Samples from softmax(logp / t) over the whole row by inverse CDF, without allocating. */
+function sampleAll(logp: Float64Array, t: number, rand: () => number): number {
+  let m = -Infinity;
+  for (let i = 0; i < logp.length; i++) if (logp[i] > m) m = logp[i];
+  let total = 0;
+  for (let i = 0; i < logp.length; i++) total += Math.exp((logp[i] - m) / t);
+  let r = rand() * total;
+  let last = 0;
+  for (let i = 0; i < logp.length; i++) {
+    if (logp[i] === -Infinity) continue;
+    last = i;
+    r -= Math.exp((logp[i] - m) / t);
+    if (r <= 0) return i;
+  }
+  return last;
+}
+
 /**
  * Picks a token from a row of log-probabilities (banned ids already at -Infinity). Returns the id.
  */
@@ -54,6 +71,7 @@ export function sampleToken(logp: Float64Array, o: SamplingOptions, rand: () => 
   }
   const k = o.topK && o.topK > 0 ? Math.min(o.topK, logp.length) : logp.length;
   const p = o.topP ?? 1;
+  if (k === logp.length && p >= 1) return sampleAll(logp, t, rand);
   // Candidates sorted by probability; with top-k alone only k survive.
   let ids: number[];
   if (k < logp.length) ids = topIds(logp, k);
