@@ -24,6 +24,7 @@ interface TrainHeadCliOptions {
   ar: string;
   data: string[];
   out: string;
+  headDtype?: string;
   steps: string;
   batch: string;
   length: string;
@@ -185,6 +186,7 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
     isSpecial,
     session: threads ? { threads } : {},
     command: `maria ${process.argv.slice(2).join(' ')}`,
+    headDtype: parseHeadDtype(opts.headDtype),
     shouldStop: () => stopRequested,
     onStep: (s) => {
       const payload = { loss: s.loss.toFixed(3), val: lastVal, tps: Math.round(s.tokensPerSecond), etaText: formatEta(((s.steps - s.step) * s.elapsedSeconds) / Math.max(1, s.step)) };
@@ -220,6 +222,12 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
   process.stdout.write(`${JSON.stringify(summary)}\n`);
 }
 
+function parseHeadDtype(value: string | undefined): 'F32' | 'F16' {
+  const v = (value ?? 'F32').toUpperCase();
+  if (v !== 'F32' && v !== 'F16') throw new CliError(`--head-dtype must be F32 or F16, got "${value}"`);
+  return v;
+}
+
 export function register(program: Command): void {
   usageErrorsExit2(
     program
@@ -244,6 +252,7 @@ export function register(program: Command): void {
       .option('--max-minutes <x>', 'stop after this long (with a checkpoint); resume later')
       .option('--resume', 'continue from the checkpoint in --out')
       .option('--threads <n>', 'ONNX Runtime threads (default: MARIA_THREADS or all cores)')
+      .option('--head-dtype <t>', 'how the head is stored in the bundle: F32 or F16 (computation is F32)', 'F32')
       .option('--no-progress', 'no progress bar (log lines instead)')
       .action(action(trainHeadCommand)),
   );

@@ -80,10 +80,13 @@ export function readHead(dir: string, m: BundleManifest): HeadWeights {
   return { weight: st.getFloat32('weight'), bias: st.getFloat32('bias'), vocabSize: V, mlmHidden: dM, arHidden: dA };
 }
 
-/** Writes a bundle (head first, then the manifest, each atomically). */
-export function writeBundle(dir: string, m: BundleManifest, head: HeadWeights): void {
+/**
+ * Writes a bundle (head first, then the manifest, each atomically). The head may be stored as F16
+ * (half the size; computation stays F32).
+ */
+export function writeBundle(dir: string, m: BundleManifest, head: HeadWeights, dtype: 'F32' | 'F16' = 'F32'): void {
   writeSafetensors(join(dir, m.head.file), {
-    weight: { dtype: 'F32', shape: [head.vocabSize, head.mlmHidden + head.arHidden], data: head.weight },
+    weight: { dtype, shape: [head.vocabSize, head.mlmHidden + head.arHidden], data: head.weight },
     bias: { dtype: 'F32', shape: [head.vocabSize], data: head.bias },
   });
   writeFileAtomic(join(dir, 'maria.json'), JSON.stringify(m, null, 2) + '\n');

@@ -54,6 +54,8 @@ export interface TrainHeadOptions {
   shouldStop?: () => boolean;
   /** Recorded in maria.json. */
   command?: string;
+  /** How the head is stored in the bundle (training state stays F32). */
+  headDtype?: 'F32' | 'F16';
 }
 
 /** Validation rates: the loss is reported per rate and averaged. */
@@ -239,7 +241,7 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
         validationAtInit: history.poe,
         validationFinal: last?.byRate,
       },
-    }, head);
+    }, head, o.headDtype ?? 'F32');
   };
 
   const t0 = performance.now();
