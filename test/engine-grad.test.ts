@@ -122,6 +122,18 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'attention over two KV blocks (cache + new)',
+    shapes: [[1, 4, 2, 2], [1, 2, 3, 2], [1, 2, 3, 2], [1, 2, 2, 2], [1, 2, 2, 2]],
+    build: (g, [q, kc, vc, kn, vn]) => {
+      const keyPos = g.constant(BigInt64Array.from([0n, 1n, 2n, 3n, 4n]), [1, 5], 'int64');
+      const qPos = g.constant(BigInt64Array.from([3n, 4n]), [1, 2], 'int64');
+      const valid = g.constant(BigInt64Array.from([1n, 0n, 1n, 1n, 1n]), [1, 5], 'int64');
+      const mask = nn.attentionMask({ queryPositions: qPos, keyPositions: keyPos, keyValid: valid, causal: true });
+      return nn.attention(q, [kc, kn], [vc, vn], mask, 0.7);
+    },
+  },
+  { name: 'splitLike', shapes: [[2, 5], [2, 2], [2, 3]], build: (_, [x, a, b]) => F.mul(F.splitLike(x, [a, b], 1)[1], b) },
+  {
     name: 'cross-entropy',
     shapes: [[2, 3, 5]],
     build: (g, [logits]) => nn.crossEntropy(logits, g.constant(BigInt64Array.from([1n, 4n, -100n, 0n, 2n, 2n]), [2, 3], 'int64')),

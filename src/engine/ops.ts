@@ -428,6 +428,11 @@ const SPLIT_LIKE: OpDef<{ axis: number }> = {
     e.node('Concat', sizes, [split], { axis: 0 });
     e.node('Split', [g, split], outs, { axis });
   },
+  vjp: (grads, n) => {
+    if (grads.every((g) => g === null)) return n.inputs.map(() => null);
+    const pieces = n.outputs.map((o, i) => grads[i] ?? expandLike(o.graph.scalar(0), o));
+    return [concat(pieces, n.attrs.axis), ...n.inputs.slice(1).map(() => null)];
+  },
 };
 /** Splits x along `axis` into pieces sized (at run time) like `refs` along that axis. */
 export const splitLike = (x: Tensor, refs: Tensor[], axis: number): Tensor[] =>
