@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadTokenizerIfPresent } from '../src/models/load.js';
+import { loadModelTokenizer, loadTokenizerIfPresent } from '../src/models/load.js';
 import { pairTokenizers } from '../src/tokenizer/pairing.js';
 import { TextTokenizer } from '../src/tokenizer/tokenizer.js';
 
@@ -458,5 +458,17 @@ describe('pairTokenizers', () => {
       expect(p.mismatches.length).toBeGreaterThan(0);
       expect(p.mismatches.every((m) => m.kind === 'missing' && p.arToMlm[m.arId] === -1)).toBe(true);
     });
+  });
+});
+
+describe('tokenizer against the model it ships with', () => {
+  const defaultTok = new URL('../models/default/tokenizer/', import.meta.url).pathname;
+  it.skipIf(!existsSync(join(defaultTok, 'tokenizer.json')))('refuses a tokenizer with more tokens than the embedding has rows', () => {
+    const dir = join(tmpRoot, 'too-small-embedding');
+    mkdirSync(dir, { recursive: true });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) writeFileSync(join(dir, f), readFileSync(join(defaultTok, f)));
+    expect(() => loadModelTokenizer(dir, 1000)).toThrow(/tokenizer\.json: the tokenizer has 8192 tokens but config\.json's "vocab_size" is 1000/);
+    expect(loadModelTokenizer(dir, 8192).vocabSize).toBe(8192);
+    expect(loadModelTokenizer(dir, 8256).vocabSize).toBe(8192); // padding rows are fine
   });
 });

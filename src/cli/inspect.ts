@@ -5,10 +5,11 @@
 //   maria pair MLM_DIR AR_DIR [--json]   (exit 1 when the pair is incompatible)
 // User errors: one line on stderr, exit code 2.
 import type { Command } from 'commander';
-import { basename, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import type { CausalLM } from '../models/causal-lm.js';
 import { HfConfig } from '../models/config.js';
-import { loadModel, loadTokenizerIfPresent, readModelInfo, assertFolder } from '../models/load.js';
+import { checkTokenizerFits, loadModel, loadTokenizerIfPresent, readModelInfo, assertFolder } from '../models/load.js';
 import type { MaskedLM } from '../models/masked-lm.js';
 import { familyFor } from '../models/registry.js';
 import { pairTokenizers, type Pairing } from '../tokenizer/pairing.js';
@@ -134,6 +135,8 @@ interface TokenizeOptions {
 function requireTokenizer(dir: string): TextTokenizer {
   const tok = loadTokenizerIfPresent(dir);
   if (!tok) fail(`${dir}: no tokenizer.json in this folder (maria needs a Hugging Face tokenizer.json)`);
+  // In a model folder the tokenizer must fit the embedding (a tokenizer-only folder has no config).
+  if (existsSync(join(dir, 'config.json'))) checkTokenizerFits(dir, tok, readModelInfo(dir).config.vocabSize);
   return tok;
 }
 

@@ -5,7 +5,7 @@ import { relative, resolve } from 'node:path';
 import { HfConfig } from '../models/config.js';
 import { familyFor } from '../models/registry.js';
 import { loadParams } from '../models/weights.js';
-import { TextTokenizer } from '../tokenizer/tokenizer.js';
+import { loadModelTokenizer } from '../models/load.js';
 import { pairTokenizers } from '../tokenizer/pairing.js';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, BundleError, writeBundle, type BundleManifest } from './bundle.js';
 import { expertHead, productOfExperts, type HeadWeights } from './head.js';
@@ -31,8 +31,8 @@ export function pairModels(mlmDir: string, arDir: string, outDir: string): Paire
   if (arFamily.kind !== 'causal') throw new BundleError(`${arDir}: "${arHf.modelType()}" is not a causal LM; --ar needs one (Llama, OLMo, Qwen2, GPT-2, …)`);
   const mlmConfig = mlmFamily.parseConfig(mlmHf);
   const arConfig = arFamily.parseConfig(arHf);
-  const mlmTok = TextTokenizer.load(mlmDir);
-  const arTok = TextTokenizer.load(arDir);
+  const mlmTok = loadModelTokenizer(mlmDir, mlmConfig.vocabSize);
+  const arTok = loadModelTokenizer(arDir, arConfig.vocabSize);
   const pairing = pairTokenizers(mlmTok, arTok, { mlmVocabSize: mlmConfig.vocabSize, arVocabSize: arConfig.vocabSize });
   if (pairing.kind === 'incompatible') throw new BundleError(`the MLM (${mlmDir}) and the AR (${arDir}) cannot be paired: ${pairing.reason}`);
 

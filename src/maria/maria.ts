@@ -5,7 +5,8 @@ import { floatTensor, int64Tensor, type SessionOptions } from '../engine/runtime
 import { mulberry32 } from '../engine/random.js';
 import { CausalLM } from '../models/causal-lm.js';
 import { MaskedLM } from '../models/masked-lm.js';
-import { TextTokenizer } from '../tokenizer/tokenizer.js';
+import type { TextTokenizer } from '../tokenizer/tokenizer.js';
+import { loadModelTokenizer } from '../models/load.js';
 import { pairTokenizers } from '../tokenizer/pairing.js';
 import { BundleError, bundlePath, readHead, readManifest, type BundleManifest } from './bundle.js';
 import { pairModels } from './create.js';
@@ -91,10 +92,10 @@ export class Maria {
     const head = which.head === 'product-of-experts' ? pairModels(bundlePath(dir, manifest.mlm), bundlePath(dir, manifest.ar), dir).head : readHead(dir, manifest);
     const mlmDir = bundlePath(dir, manifest.mlm);
     const arDir = bundlePath(dir, manifest.ar);
-    const arTok = TextTokenizer.load(arDir);
-    const mlmTok = TextTokenizer.load(mlmDir);
     const mlm = await MaskedLM.load(mlmDir, options);
     const ar = await CausalLM.load(arDir, options, headExtension(head));
+    const arTok = loadModelTokenizer(arDir, ar.config.vocabSize);
+    const mlmTok = loadModelTokenizer(mlmDir, mlm.config.vocabSize);
     const pairing = pairTokenizers(mlmTok, arTok, { mlmVocabSize: mlm.config.vocabSize, arVocabSize: ar.config.vocabSize });
     if (pairing.kind === 'incompatible') throw new BundleError(`${dir}: the MLM and AR vocabularies do not align: ${pairing.reason}`);
     if (pairing.kind !== manifest.alignment) throw new BundleError(`${dir}: maria.json says alignment "${manifest.alignment}" but the tokenizers align as "${pairing.kind}"`);

@@ -53,3 +53,21 @@ export function loadTokenizerIfPresent(dir: string): TextTokenizer | null {
   if (existsSync(sub) && statSync(sub).isDirectory() && TextTokenizer.existsIn(sub)) return TextTokenizer.load(sub);
   return null;
 }
+
+/**
+ * Loads the folder's tokenizer and checks it fits the model: every token id must have an embedding
+ * row (the model may have more rows than tokens: padding).
+ */
+export function loadModelTokenizer(dir: string, vocabSize: number): TextTokenizer {
+  return checkTokenizerFits(dir, TextTokenizer.load(dir), vocabSize);
+}
+
+/** Throws unless every id of `tok` (loaded from `dir`) has an embedding row among `vocabSize`. */
+export function checkTokenizerFits(dir: string, tok: TextTokenizer, vocabSize: number): TextTokenizer {
+  if (tok.vocabSize > vocabSize) {
+    throw new ModelFolderError(
+      `${join(dir, 'tokenizer.json')}: the tokenizer has ${tok.vocabSize} tokens but config.json's "vocab_size" is ${vocabSize}, so ids ≥ ${vocabSize} have no embedding row (tokenizer and weights come from different models?)`,
+    );
+  }
+  return tok;
+}
