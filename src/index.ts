@@ -1,0 +1,52 @@
+// maria's public API. The layers, bottom up: the engine (graphs of primitive ops compiled to ONNX,
+// autodiff, training), weights I/O, model families from Hugging Face folders, tokenizers, and MARIA
+// itself (infill, score, head training, baselines, annealing).
+
+// MARIA
+export { Maria, InfillTimeout } from './maria/maria.js';
+export type { InfillInput, InfillOptions, InfillResult, InfillSample, InfillEvent, FilledToken, ScoreResult } from './maria/maria.js';
+export { InputError, parseMaskedText, randomMask, spanMask, positionsMask } from './maria/masks.js';
+export type { MaskedSequence } from './maria/masks.js';
+export type { SamplingOptions } from './maria/sampling.js';
+export { createPoeBundle, pairModels } from './maria/create.js';
+export { readManifest, readHead, writeBundle, BundleError } from './maria/bundle.js';
+export type { BundleManifest } from './maria/bundle.js';
+export { trainHead } from './maria/train-head.js';
+export type { TrainHeadOptions } from './maria/train-head.js';
+export { scoreWithMethod, infillWithMethod, METHODS } from './maria/baselines.js';
+export type { Method, MethodScore, BaselineInfillOptions } from './maria/baselines.js';
+export { anneal, arEnergy } from './maria/anneal.js';
+export type { AnnealOptions, AnnealResult } from './maria/anneal.js';
+
+// Models and tokenizers
+export { CausalLM } from './models/causal-lm.js';
+export type { KvCache, StepOutput, StepExtension } from './models/causal-lm.js';
+export { MaskedLM } from './models/masked-lm.js';
+export type { MaskedOutput } from './models/masked-lm.js';
+export { loadModel, readModelInfo, loadModelTokenizer } from './models/load.js';
+export type { LoadedModel, ModelInfo } from './models/load.js';
+export { HfConfig, ModelFolderError } from './models/config.js';
+export { familyFor, registerFamily } from './models/registry.js';
+export type { Family, CausalFamily, MaskedFamily, ParamSource, ParamSpec } from './models/family.js';
+export { TextTokenizer } from './tokenizer/tokenizer.js';
+export { pairTokenizers } from './tokenizer/pairing.js';
+export type { Pairing, PairingKind } from './tokenizer/pairing.js';
+export { trainByteLevelBpe, saveTokenizer } from './tokenizer/bpe-train.js';
+
+// Training
+export { pretrain } from './train/pretrain.js';
+export type { PretrainOptions, PretrainResult } from './train/pretrain.js';
+
+// Engine and weights I/O
+export { Graph, Tensor } from './engine/graph.js';
+export type { Dim, DType } from './engine/graph.js';
+export * as ops from './engine/ops.js';
+export * as nn from './engine/nn.js';
+export { grad } from './engine/autodiff.js';
+export { compile } from './engine/onnx.js';
+export { Session } from './engine/runtime.js';
+export type { SessionOptions } from './engine/runtime.js';
+export { adamw, warmupCosine, warmupLinear, constantLr } from './engine/optim.js';
+export { TrainStep } from './engine/trainer.js';
+export { readSafetensors, writeSafetensors, openCheckpoint, SafetensorsError } from './io/safetensors.js';
+export { writeFileAtomic } from './io/atomic.js';
