@@ -12,6 +12,8 @@ import * as trainHeadCommand from './train-head.js';
 import * as createBundleCommand from './create.js';
 import * as serveCommand from './serve.js';
 import * as evaluateModelsCommand from './evaluate-models.js';
+import * as evalCommand from './eval.js';
+import * as generateCommand from './generate.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -31,6 +33,8 @@ const commandModules: Array<{ register(program: Command): void }> = [
   createBundleCommand,
   serveCommand,
   evaluateModelsCommand,
+  evalCommand,
+  generateCommand,
 ];
 for (const m of commandModules) m.register(program);
 

@@ -1,0 +1,271 @@
+// The infilling evaluation harness (src/eval/infill-eval.ts) and its report (src/eval/report.ts) on
+// the tiny random MARIA pair: every method × rate, identical masks, reproducible quality numbers,
+// resume = straight run, report files, and a crash while writing leaves no report behind.
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BrownDoc } from '../src/data/corpus.js';
+import {
+  DEFAULT_METHODS,
+  distinctN,
+  evalMask,
+  evaluate,
+  mdlmElbo,
+  parseMethod,
+  qualityNumbers,
+  ratioSe,
+  type EvalOptions,
+  type EvalResults,
+} from '../src/eval/infill-eval.js';
+import { brownPassages, type Passage } from '../src/eval/lm-eval.js';
+import { recoverOut, svgChart, writeReport } from '../src/eval/report.js';
+import { infillWithMethod } from '../src/maria/baselines.js';
+import { Maria } from '../src/maria/maria.js';
+import { TextTokenizer } from '../src/tokenizer/tokenizer.js';
+import { buildTinyPair, mobyDickText, removeTinyPair, type TinyPair } from './helpers/tiny-pair.js';
+
+const RATES = [0.3, 0.7];
+let pair: TinyPair;
+let tok: TextTokenizer;
+let passages: Passage[];
+let passagesFor: (length: number, n: number) => Passage[];
+let base: EvalOptions;
+let straight: EvalResults;
+
+beforeAll(async () => {
+  pair = buildTinyPair('maria-eval-test-');
+  tok = TextTokenizer.load(pair.arDir);
+  const doc: BrownDoc = { id: 'moby', genre: 'fiction', text: mobyDickText(8000), paragraphs: [], sentences: [] };
+  passagesFor = (length, n) => brownPassages(tok, { length, n, seed: 0, docs: [doc] });
+  passages = passagesFor(20, 3);
+  base = {
+    bundleDir: pair.bundleDir,
+    passages,
+    maskRates: RATES,
+    spans: true,
+    methods: DEFAULT_METHODS,
+    samples: 2,
+    seed: 7,
+    scorerDir: pair.arDir, // any causal LM folder serves as the scorer here
+    elboDraws: 4,
+    chunkSize: 2,
+    threads: 1,
+    throughput: { lengths: [16, 200], passages: 1, passagesFor, warmup: false },
+    unconditional: { n: 2, length: 10, annealSteps: 2, mdlmSteps: ['L', 4] },
+    command: 'maria eval --test',
+  };
+  straight = await evaluate(base);
+});
+
+afterAll(() => removeTinyPair(pair));
+
+describe('evaluate', () => {
+  it('measures every method × mask kind × rate, with labelled likelihoods', () => {
+    expect(straight.complete).toBe(true);
+    const names = DEFAULT_METHODS.map((m) => parseMethod(m).name);
+    for (const kind of ['random', 'span'] as const) {
+      for (const rate of RATES) {
+        for (const m of names) {
+          const q = straight.quality.find((x) => x.method === m && x.rate === rate && x.maskKind === kind);
+          expect(q, `${m} ${kind} ${rate}`).toBeDefined();
+          expect(q!.passages).toBe(passages.length);
+          expect(Number.isFinite(q!.nll) && q!.nll >= 0).toBe(true);
+          expect(q!.accuracy).toBeGreaterThanOrEqual(0);
+          expect(q!.accuracy).toBeLessThanOrEqual(1);
+          expect(q!.genPpl).toBeGreaterThan(1);
+          expect(q!.genPplFilled).toBeGreaterThan(1);
+          expect(q!.distinct2).toBeGreaterThan(0);
+          expect(q!.distinct2).toBeLessThanOrEqual(1);
+          expect(q!.entropy).toBeGreaterThan(0);
+          expect(q!.likelihood).toBe(m.startsWith('mdlm') ? 'elbo' : m === 'mlm-oneshot' ? 'independent' : 'exact');
+        }
+      }
+    }
+    expect(straight.quality).toHaveLength(names.length * RATES.length * 2);
+    // Paired comparisons of MARIA with every other method, with standard errors over passages.
+    expect(straight.comparisons).toHaveLength((names.length - 1) * RATES.length * 2);
+    for (const c of straight.comparisons) {
+      const a = straight.quality.find((x) => x.method === 'maria' && x.rate === c.rate && x.maskKind === c.maskKind)!;
+      const b = straight.quality.find((x) => x.method === c.method && x.rate === c.rate && x.maskKind === c.maskKind)!;
+      expect(c.diff).toBeCloseTo(a.nll - b.nll, 10);
+      expect(c.se).toBeGreaterThanOrEqual(0);
+    }
+    for (const q of straight.quality) expect(q.nllSe).toBeGreaterThan(0);
+    expect(straight.reference!.genPpl).toBeGreaterThan(1);
+    // PoE bundle: MARIA and MARIA-at-PoE-init are the same model, so the same likelihoods and greedy
+    // infills (samples differ: sampler seeds are derived from the method name).
+    const q = (m: string): unknown => straight.quality.filter((x) => x.method === m).map((x) => [x.nll, x.accuracy]);
+    expect(q('maria')).toEqual(q('maria-poe'));
+    expect(straight.notes.join('\n')).toMatch(/untrained product-of-experts/);
+  });
+
+  it('gives every method the same masks, from the harness mask function', () => {
+    for (const kind of ['random', 'span'] as const) {
+      for (const rate of RATES) {
+        const expected = passages.reduce((a, p) => a + evalMask(p.ids, rate, kind, 7).filter(Boolean).length, 0);
+        const rows = straight.quality.filter((x) => x.rate === rate && x.maskKind === kind);
+        for (const r of rows) expect(r.maskedTokens, r.method).toBe(expected);
+      }
+    }
+    // The mask is a function of (tokens, rate, kind, seed) only.
+    const p = passages[1];
+    expect(evalMask([...p.ids], 0.5, 'random', 7)).toEqual(evalMask(p.ids, 0.5, 'random', 7));
+    expect(evalMask(p.ids, 0.5, 'random', 8)).not.toEqual(evalMask(p.ids, 0.5, 'random', 7));
+  });
+
+  it('MDLM: a finite, non-negative bound; with T = |M| the sampler fills every mask', async () => {
+    const maria = await Maria.load(pair.bundleDir, { threads: 1 });
+    try {
+      const p = passages[0];
+      const masked = evalMask(p.ids, 0.5, 'random', 7);
+      const K = masked.filter(Boolean).length;
+      for (const T of [1, 4, K]) {
+        const elbo = await mdlmElbo(maria, p.ids, masked, T, 8, 3);
+        expect(Number.isFinite(elbo)).toBe(true);
+        expect(elbo).toBeGreaterThanOrEqual(0);
+      }
+      const seq = { ids: p.ids.map((id, i) => (masked[i] ? 0 : id)), masked };
+      const r = await infillWithMethod(maria, seq, 'mdlm', { steps: K, temperature: 1, samples: 2, seed: 1 });
+      for (const s of r.samples) {
+        expect(s.filled.map((f) => f.position)).toEqual(masked.flatMap((x, i) => (x ? [i] : [])));
+        p.ids.forEach((id, i) => {
+          if (!masked[i]) expect(s.ids[i]).toBe(id);
+        });
+      }
+    } finally {
+      await maria.release();
+    }
+    for (const r of straight.quality.filter((x) => x.method.startsWith('mdlm'))) expect(Number.isFinite(r.nll) && r.nll >= 0).toBe(true);
+  });
+
+  it('measures throughput for every method, clamping lengths to the context, with ratios to MARIA', () => {
+    const t = straight.throughput!;
+    const lengths = [...new Set(t.rows.map((r) => r.length))];
+    expect(lengths).toEqual([16, 126]); // 200 does not fit the tiny models (128 positions with [BOS]/[EOS])
+    expect(straight.notes.join('\n')).toMatch(/length 200 measured at 126/);
+    for (const L of lengths) {
+      const rows = t.rows.filter((r) => r.length === L);
+      expect(rows.map((r) => r.method)).toEqual(DEFAULT_METHODS);
+      expect(rows.find((r) => r.method === 'maria')!.mariaSpeedup).toBe(1);
+      for (const r of rows) {
+        expect(r.tokensPerSecond).toBeGreaterThan(0);
+        expect(r.filledTokens).toBe(rows[0].filledTokens);
+      }
+    }
+  });
+
+  it('runs unconditional generation for every sampler', () => {
+    const u = straight.unconditional!;
+    expect(u.rows.map((r) => r.method)).toEqual(['maria-anneal', 'maria', 'ar', 'mdlm-10', 'mdlm-4']);
+    for (const r of u.rows) {
+      expect(r.samples).toBe(2);
+      expect(r.length).toBe(10);
+      expect(r.genPpl).toBeGreaterThan(1);
+      expect(r.distinct2).toBeGreaterThan(0);
+    }
+    expect(u.reference!.samples).toBe(2);
+  });
+
+  it('gives the same quality numbers when run again with the same arguments', async () => {
+    const again = await evaluate({ ...base, throughput: false });
+    expect(qualityNumbers(again)).toEqual(qualityNumbers(straight));
+    const other = await evaluate({ ...base, seed: 8, methods: ['maria'], spans: false, throughput: false, unconditional: false });
+    expect(other.quality[0].nll).not.toBe(straight.quality[0].nll);
+  });
+
+  it('resumes an interrupted run to the same results as a straight run', async () => {
+    const dir = join(pair.root, 'resume');
+    mkdirSync(dir, { recursive: true });
+    const checkpoint = join(dir, 'checkpoint.json');
+    let units = 0;
+    const partial = await evaluate({ ...base, checkpoint, shouldStop: () => units++ >= 7 });
+    expect(partial.complete).toBe(false);
+    const saved = JSON.parse(readFileSync(checkpoint, 'utf8')) as { units: Record<string, unknown> };
+    expect(Object.keys(saved.units)).toHaveLength(7);
+    let restored = -1;
+    const resumed = await evaluate({ ...base, checkpoint, resume: true, onProgress: (p) => (restored = Math.max(restored, p.restored)) });
+    expect(resumed.complete).toBe(true);
+    expect(resumed.meta.resumed).toBe(true);
+    expect(restored).toBeGreaterThan(0);
+    expect(qualityNumbers(resumed)).toEqual(qualityNumbers(straight));
+    // A checkpoint from other arguments is refused.
+    await expect(evaluate({ ...base, seed: 8, checkpoint, resume: true })).rejects.toThrow(/other arguments/);
+  });
+});
+
+describe('report', () => {
+  it('writes results.json, report.md and SVG plots', () => {
+    const out = join(pair.root, 'report');
+    const files = writeReport(straight, out);
+    expect(files).toEqual(expect.arrayContaining(['results.json', 'report.md', 'nll-vs-rate.svg', 'nll-vs-rate-spans.svg', 'quality-vs-throughput.svg', 'genppl-vs-throughput.svg', 'time-vs-length.svg']));
+    for (const f of files) expect(existsSync(join(out, f))).toBe(true);
+    const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as EvalResults;
+    expect(qualityNumbers(results)).toEqual(qualityNumbers(JSON.parse(JSON.stringify(straight)) as EvalResults));
+    const md = readFileSync(join(out, 'report.md'), 'utf8');
+    for (const s of ['maria eval --test', '## Headline', '## Findings', '## Throughput', '## Unconditional generation', 'ELBO (bound)', 'independent', 'Machine', 'seed 7', ' ± ']) expect(md).toContain(s);
+    for (const f of files.filter((x) => x.endsWith('.svg'))) {
+      const svg = readFileSync(join(out, f), 'utf8');
+      expect(svg.startsWith('<svg')).toBe(true);
+      expect(svg.trimEnd().endsWith('</svg>')).toBe(true);
+      expect(svg).not.toMatch(/NaN|undefined|Infinity/);
+      // Tags balance (a cheap well-formedness check).
+      const open = (svg.match(/<(?!\/)[a-z]+[^>]*[^/]>/g) ?? []).length;
+      const close = (svg.match(/<\/[a-z]+>/g) ?? []).length;
+      expect(open).toBe(close);
+    }
+    // Writing again replaces the report and keeps other files (the checkpoint).
+    writeFileSync(join(out, 'checkpoint.json'), '{}');
+    writeReport(straight, out);
+    expect(readFileSync(join(out, 'checkpoint.json'), 'utf8')).toBe('{}');
+    expect(readdirSync(dirname(out)).filter((e) => e.startsWith('.report.'))).toEqual([]);
+  });
+
+  it('leaves no report in --out when writing fails midway', () => {
+    const out = join(pair.root, 'crash');
+    mkdirSync(out);
+    writeFileSync(join(out, 'checkpoint.json'), '{"kept":true}');
+    let n = 0;
+    expect(() =>
+      writeReport(straight, out, {
+        onFile: () => {
+          if (++n === 2) throw new Error('simulated crash');
+        },
+      }),
+    ).toThrow(/simulated crash/);
+    expect(readdirSync(out)).toEqual(['checkpoint.json']);
+    expect(readdirSync(pair.root).filter((e) => e.startsWith('.crash.'))).toEqual([]);
+    // A crash between the two renames is recovered: the folder set aside comes back.
+    const out2 = join(pair.root, 'gone');
+    const aside = join(pair.root, '.gone.old-1-abcd');
+    mkdirSync(aside);
+    writeFileSync(join(aside, 'checkpoint.json'), '{}');
+    recoverOut(out2);
+    expect(readdirSync(out2)).toEqual(['checkpoint.json']);
+    expect(existsSync(aside)).toBe(false);
+  });
+
+  it('draws charts with log axes and no data', () => {
+    const svg = svgChart({ title: 'a < b', xLabel: 'x', yLabel: 'y', series: [{ name: 's', points: [{ x: 1, y: 10 }, { x: 1000, y: 20 }] }], logX: true });
+    expect(svg).toContain('a &lt; b');
+    expect(svg).toContain('>1000<');
+    expect(svgChart({ title: 't', xLabel: 'x', yLabel: 'y', series: [] })).toContain('no data');
+  });
+});
+
+describe('ratioSe', () => {
+  it('is zero for a constant ratio, null for one passage, and matches the delta-method formula', () => {
+    expect(ratioSe([2, 4, 6], [1, 2, 3])).toBe(0);
+    expect(ratioSe([1], [1])).toBeNull();
+    // x = [1, 3], k = [1, 1]: R = 2, residuals ±1, sqrt(2 · 2 / 1) / 2 = 1.
+    expect(ratioSe([1, 3], [1, 1])).toBeCloseTo(1, 12);
+  });
+});
+
+describe('distinctN', () => {
+  it('counts distinct n-grams, optionally only those touching marked positions', () => {
+    expect(distinctN([[1, 2, 3], [1, 2, 3]], 2)).toBe(0.5);
+    expect(distinctN([[1, 2, 3], [1, 2, 4]], 2)).toBe(0.75);
+    expect(distinctN([[1, 2, 3], [1, 2, 4]], 2, [false, false, true])).toBe(1);
+    expect(distinctN([[1]], 2)).toBeNull();
+  });
+});
