@@ -188,18 +188,25 @@ export async function infillWithMethod(m: Maria, input: string | MaskedSequence,
     const still = Array.from({ length: N }, () => [...seq.masked]);
     const T = method === 'mlm-l2r' ? positions.length : (options.steps ?? positions.length);
     if (!Number.isInteger(T) || T < 1) throw new InputError(`steps must be a positive integer, got ${T}`);
+    // A step that reveals nothing leaves the MLM's input unchanged: reuse its output (the sampler
+    // is the same; with T > |M| most steps reveal nothing).
+    let batch: Awaited<ReturnType<typeof mlmBatch>> | null = null;
     for (let s = T; s >= 1; s--) {
-      const batch = await mlmBatch(m, rows, still);
-      passes++;
+      if (!batch) {
+        batch = await mlmBatch(m, rows, still);
+        passes++;
+      }
+      const current = batch;
       for (let b = 0; b < N; b++) {
         const reveal: number[] =
           method === 'mlm-l2r'
             ? [positions[T - s]]
             : positions.filter((p) => still[b][p] && (s === 1 || rand() < 1 / s)); // (t−s')/t with t = s/T, s' = (s−1)/T
         for (const p of reveal) {
-          mlmRow(m, batch, b, p, lp);
+          mlmRow(m, current, b, p, lp);
           choose(b, p);
           still[b][p] = false;
+          batch = null;
         }
       }
     }

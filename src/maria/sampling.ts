@@ -44,6 +44,18 @@ export function checkSampling(o: SamplingOptions): void {
 
 /** Samples from softmax(logp / t) over the whole row by inverse CDF, without allocating. */
 function sampleAll(logp: Float64Array, t: number, rand: () => number): number {
+  if (t === 1) {
+    // logp is normalised: exp(logp) are the probabilities, one pass suffices.
+    let r = rand();
+    let last = 0;
+    for (let i = 0; i < logp.length; i++) {
+      if (logp[i] === -Infinity) continue;
+      last = i;
+      r -= Math.exp(logp[i]);
+      if (r <= 0) return i;
+    }
+    return last;
+  }
   let m = -Infinity;
   for (let i = 0; i < logp.length; i++) if (logp[i] > m) m = logp[i];
   let total = 0;
