@@ -453,8 +453,8 @@ describe('errors', () => {
     await expect(maria.infill('a [MASK:0] b')).rejects.toThrow(/span length must be between 1 and/);
     await expect(maria.infill('a [MASK:99999] b')).rejects.toThrow(InputError);
     await expect(maria.infill('a [MASK] b', { samples: 0 })).rejects.toThrow(InputError);
-    await expect(maria.infill('a [MASK] b', { temperature: -1 })).rejects.toThrow(RangeError);
-    await expect(maria.infill('a [MASK] b', { topP: 0 })).rejects.toThrow(RangeError);
+    await expect(maria.infill('a [MASK] b', { temperature: -1 })).rejects.toThrow(InputError);
+    await expect(maria.infill('a [MASK] b', { topP: 0 })).rejects.toThrow(InputError);
     await expect(maria.score([5, 6, 7], [false, false, false])).rejects.toThrow(InputError);
   });
 

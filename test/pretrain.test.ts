@@ -44,7 +44,7 @@ function options(config: Record<string, unknown>, out: string, steps: number, ex
     checkpointEvery: 1000,
     resume: false,
     saveDtype: 'F32',
-    specials: { bos: 1, eos: 2, mask: 3, pad: 0, specialBelow: 5 },
+    specials: { bos: 1, eos: 2, mask: 3, pad: 0, isSpecial: (id) => id < 5 },
     threads: 1,
     ...extra,
   };

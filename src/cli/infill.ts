@@ -121,7 +121,7 @@ async function infillCommand(text: string, opts: InfillCliOptions): Promise<void
     if (!(options.topP > 0)) throw new CliError(`--top-p: must be in (0, 1], got ${opts.topP}`);
   }
   if (opts.seed !== undefined) options.seed = parseInteger('--seed', opts.seed);
-  const samples = opts.samples !== undefined ? parseInteger('--samples', opts.samples, { min: 1, max: 100000 }) : 1;
+  const samples = opts.samples !== undefined ? parseInteger('--samples', opts.samples, { min: 1, max: 256 }) : 1;
   options.samples = samples;
   if (opts.maxTime !== undefined) {
     options.maxTimeMs = parseNumber('--max-time', opts.maxTime);

@@ -10,7 +10,7 @@ import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { tokenStream } from '../train/data.js';
 import { PRESETS } from '../train/presets.js';
 import { pretrain } from '../train/pretrain.js';
-import { fail } from './util.js';
+import { action, fail, usageErrorsExit2 } from './util.js';
 
 const num = (name: string, min: number, integer = false) => (value: string): number => {
   const n = Number(value);
@@ -29,7 +29,7 @@ function formatEta(seconds: number): string {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('pretrain')
     .description('pretrain a masked LM (masked-diffusion objective) or a causal LM from scratch')
     .option('--preset <name>', `model preset: ${Object.keys(PRESETS).join(', ')}`)
@@ -54,7 +54,7 @@ export function register(program: Command): void {
     .option('--dtype <t>', 'stored weight type: F32 or F16 (compute is always F32)', 'F16')
     .option('--threads <n>', 'ORT threads (default: all cores)', num('threads', 1, true))
     .option('--no-progress', 'no progress bar')
-    .action(async (opts) => {
+    .action(action(async (opts) => {
       if (!!opts.preset === !!opts.config) fail('give exactly one of --preset NAME or --config FILE');
       if (opts.dtype !== 'F32' && opts.dtype !== 'F16') fail(`--dtype must be F32 or F16, got "${opts.dtype}"`);
       const tokenizer = TextTokenizer.load(opts.tokenizer);
@@ -121,7 +121,7 @@ export function register(program: Command): void {
         maxMinutes: opts.maxMinutes,
         saveDtype: opts.dtype,
         threads: opts.threads,
-        specials: { bos: sp.bos!.id, eos: sp.eos!.id, mask: sp.mask!.id, pad: sp.pad!.id, specialBelow: Math.max(...Object.values(sp).filter((s) => s).map((s) => s!.id)) + 1 },
+        specials: { bos: sp.bos!.id, eos: sp.eos!.id, mask: sp.mask!.id, pad: sp.pad!.id, isSpecial: (id) => tokenizer.isSpecialId(id) },
         shouldStop: () => stopRequested,
         onStep: (s) => {
           const payload = { loss: s.loss.toFixed(3), val: lastVal, tps: Math.round(s.tokensPerSecond), etaText: formatEta(((s.steps - s.step) * s.elapsedSeconds) / Math.max(1, s.step)) };
@@ -139,5 +139,6 @@ export function register(program: Command): void {
       });
       bar?.stop();
       process.stdout.write(JSON.stringify(result) + '\n');
-    });
+    }));
+  usageErrorsExit2(cmd);
 }

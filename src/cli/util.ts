@@ -67,7 +67,7 @@ export function parseIntList(flag: string, text: string, range: { min?: number; 
  * bad input text (no mask, too long, bad [MASK:n]) and out-of-range options.
  */
 export function isUserError(err: unknown): boolean {
-  return err instanceof CliError || err instanceof ModelFolderError || err instanceof BundleError || err instanceof InputError || err instanceof RangeError;
+  return err instanceof CliError || err instanceof ModelFolderError || err instanceof BundleError || err instanceof InputError;
 }
 
 /**

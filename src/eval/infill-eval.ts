@@ -46,7 +46,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { anneal } from '../maria/anneal.js';
 import { infillWithMethod, plainArModel, releaseBaselines, scoreWithMethod } from '../maria/baselines.js';
 import { Maria, type InfillResult } from '../maria/maria.js';
-import { randomMask, spanMask, type MaskedSequence } from '../maria/masks.js';
+import { InputError, randomMask, spanMask, type MaskedSequence } from '../maria/masks.js';
 import { logSoftmaxRow } from '../maria/sampling.js';
 import { CausalLM } from '../models/causal-lm.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
@@ -89,10 +89,10 @@ export function parseMethod(name: string): MethodSpec {
   const m = /^mdlm(?:-(m|\d+))?$/.exec(n);
   if (m) {
     const steps = m[1] === undefined || m[1] === 'm' ? 'M' : Number(m[1]);
-    if (steps !== 'M' && !(Number.isSafeInteger(steps) && steps >= 1)) throw new RangeError(`method "${name}": the step count must be a positive integer`);
+    if (steps !== 'M' && !(Number.isSafeInteger(steps) && steps >= 1)) throw new InputError(`method "${name}": the step count must be a positive integer`);
     return { name: `mdlm-${steps}`, base: 'mdlm', head: 'trained', steps, likelihood: 'elbo', label: `MDLM T=${steps === 'M' ? '|M|' : steps}` };
   }
-  throw new RangeError(`unknown method "${name}" (choose from maria, maria-poe, mlm-l2r, mlm-oneshot, ar, mdlm-M, mdlm-<T>)`);
+  throw new InputError(`unknown method "${name}" (choose from maria, maria-poe, mlm-l2r, mlm-oneshot, ar, mdlm-M, mdlm-<T>)`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,8 +161,8 @@ function mlmLogProbs(m: Maria, row: Float32Array, out: Float64Array): Float64Arr
  * gets a looser (higher) bound. Special tokens are not banned (as in the other scores).
  */
 export async function mdlmElbo(m: Maria, ids: readonly number[], masked: readonly boolean[], T: number, draws: number, seed: number): Promise<number> {
-  if (!Number.isInteger(T) || T < 1) throw new RangeError(`steps must be a positive integer, got ${T}`);
-  if (!Number.isInteger(draws) || draws < 1) throw new RangeError(`ELBO draws must be a positive integer, got ${draws}`);
+  if (!Number.isInteger(T) || T < 1) throw new InputError(`steps must be a positive integer, got ${T}`);
+  if (!Number.isInteger(draws) || draws < 1) throw new InputError(`ELBO draws must be a positive integer, got ${draws}`);
   const rand = mulberry32(seed);
   const positions = masked.flatMap((x, i) => (x ? [i] : []));
   const samples = Array.from({ length: draws }, (_, s) => {
@@ -517,9 +517,9 @@ function readCheckpoint(path: string): Checkpoint {
   try {
     c = JSON.parse(readFileSync(path, 'utf8')) as Checkpoint;
   } catch (err) {
-    throw new RangeError(`${path}: not a readable checkpoint (${(err as Error).message})`);
+    throw new InputError(`${path}: not a readable checkpoint (${(err as Error).message})`);
   }
-  if (c.format !== 'maria-eval-checkpoint' || c.version !== 1 || typeof c.units !== 'object') throw new RangeError(`${path}: not a maria eval checkpoint`);
+  if (c.format !== 'maria-eval-checkpoint' || c.version !== 1 || typeof c.units !== 'object') throw new InputError(`${path}: not a maria eval checkpoint`);
   return c;
 }
 
@@ -738,12 +738,12 @@ function unconditionalSpecs(length: number, annealSteps: number, mdlmSteps: numb
 }
 
 function resolveUnconditional(u: UnconditionalOptions, passageLength: number, maxTokens: number): { n: number; length: number; annealSteps: number; mdlmSteps: number[] } {
-  if (!Number.isInteger(u.n) || u.n < 1) throw new RangeError(`unconditional samples must be a positive integer, got ${u.n}`);
+  if (!Number.isInteger(u.n) || u.n < 1) throw new InputError(`unconditional samples must be a positive integer, got ${u.n}`);
   const length = u.length ?? passageLength;
-  if (!Number.isInteger(length) || length < 1 || length > maxTokens) throw new RangeError(`unconditional length must be in 1..${maxTokens}, got ${length}`);
+  if (!Number.isInteger(length) || length < 1 || length > maxTokens) throw new InputError(`unconditional length must be in 1..${maxTokens}, got ${length}`);
   const annealSteps = u.annealSteps ?? 20;
   const mdlmSteps = [...new Set((u.mdlmSteps ?? ['L', 64, 16, 4]).map((t) => (t === 'L' ? length : t)))];
-  for (const t of mdlmSteps) if (!Number.isInteger(t) || t < 1) throw new RangeError(`MDLM steps must be positive integers, got ${t}`);
+  for (const t of mdlmSteps) if (!Number.isInteger(t) || t < 1) throw new InputError(`MDLM steps must be positive integers, got ${t}`);
   return { n: u.n, length, annealSteps, mdlmSteps };
 }
 
@@ -835,23 +835,23 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
   const startWall = now();
   const seed = o.seed ?? 0;
   const maskRates = o.maskRates ?? DEFAULT_MASK_RATES;
-  for (const r of maskRates) if (!(r > 0 && r <= 1)) throw new RangeError(`mask rates must be in (0, 1], got ${r}`);
+  for (const r of maskRates) if (!(r > 0 && r <= 1)) throw new InputError(`mask rates must be in (0, 1], got ${r}`);
   const maskKinds: MaskKind[] = o.spans ? ['random', 'span'] : ['random'];
   const specs = (o.methods ?? DEFAULT_METHODS).map(parseMethod);
   const names = specs.map((s) => s.name);
-  if (new Set(names).size !== names.length) throw new RangeError(`a method is listed twice: ${names.join(', ')}`);
-  if (specs.length === 0) throw new RangeError('no methods to evaluate');
+  if (new Set(names).size !== names.length) throw new InputError(`a method is listed twice: ${names.join(', ')}`);
+  if (specs.length === 0) throw new InputError('no methods to evaluate');
   const samples = o.samples ?? 4;
-  if (!Number.isInteger(samples) || samples < 1) throw new RangeError(`samples must be a positive integer, got ${samples}`);
+  if (!Number.isInteger(samples) || samples < 1) throw new InputError(`samples must be a positive integer, got ${samples}`);
   const elboDraws = o.elboDraws ?? 16;
   const chunkSize = o.chunkSize ?? 10;
-  if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new RangeError(`chunk size must be a positive integer, got ${chunkSize}`);
+  if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new InputError(`chunk size must be a positive integer, got ${chunkSize}`);
   const passages = o.passages;
-  if (passages.length === 0) throw new RangeError('no passages to evaluate');
+  if (passages.length === 0) throw new InputError('no passages to evaluate');
   const length = passages[0].ids.length;
-  if (passages.some((p) => p.ids.length !== length)) throw new RangeError('all passages must have the same length');
+  if (passages.some((p) => p.ids.length !== length)) throw new InputError('all passages must have the same length');
   const scorerDir = o.scorerDir ? resolve(o.scorerDir) : null;
-  if (scorerDir && !existsSync(scorerDir)) throw new RangeError(`scorer folder ${scorerDir} does not exist`);
+  if (scorerDir && !existsSync(scorerDir)) throw new InputError(`scorer folder ${scorerDir} does not exist`);
   const bundleDir = resolve(o.bundleDir);
   const notes: string[] = [];
 
@@ -860,7 +860,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
   const ctx: Context = { maria, poe: null, scorer: null, seed, samples, elboDraws };
   try {
     if (specs.some((s) => s.head === 'product-of-experts')) ctx.poe = await Maria.load(bundleDir, session, { head: 'product-of-experts' });
-    if (length > maria.maxTokens) throw new RangeError(`passages are ${length} tokens long; the models take at most ${maria.maxTokens}`);
+    if (length > maria.maxTokens) throw new InputError(`passages are ${length} tokens long; the models take at most ${maria.maxTokens}`);
     if (scorerDir) {
       ctx.scorer = await loadScorer(scorerDir, maria, o.threads);
       if (!ctx.scorer.sameTokenizer) notes.push(`the scorer's tokenizer differs from the decoder's: sampled passages are decoded to text and re-tokenized for it, gen-ppl is per scorer token and genPplFilled is not available`);
@@ -903,10 +903,10 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
     let checkpoint: Checkpoint = { format: 'maria-eval-checkpoint', version: 1, fingerprint, startedAt: new Date().toISOString(), units: {} };
     let resumed = false;
     if (o.resume) {
-      if (!o.checkpoint) throw new RangeError('resume needs a checkpoint file');
+      if (!o.checkpoint) throw new InputError('resume needs a checkpoint file');
       if (existsSync(o.checkpoint)) {
         const c = readCheckpoint(o.checkpoint);
-        if (c.fingerprint !== fingerprint) throw new RangeError(`${o.checkpoint}: the checkpoint is from a run with other arguments, passages or bundle (resume only with the same arguments)`);
+        if (c.fingerprint !== fingerprint) throw new InputError(`${o.checkpoint}: the checkpoint is from a run with other arguments, passages or bundle (resume only with the same arguments)`);
         checkpoint = c;
         resumed = Object.keys(c.units).length > 0;
       }

@@ -1,4 +1,5 @@
 // Choosing a token from logits: greedy, temperature, top-k, top-p, with a seeded generator.
+import { InputError } from './masks.js';
 
 export interface SamplingOptions {
   /** 0 (default) picks the most likely token; otherwise logits are divided by it before sampling. */
@@ -37,9 +38,9 @@ export function topIds(row: ArrayLike<number>, k: number): number[] {
 
 /** Validates sampling options with messages a user can act on. */
 export function checkSampling(o: SamplingOptions): void {
-  if (o.temperature !== undefined && !(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new RangeError(`temperature must be ≥ 0, got ${o.temperature}`);
-  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) throw new RangeError(`top-k must be a non-negative integer, got ${o.topK}`);
-  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw new RangeError(`top-p must be in (0, 1], got ${o.topP}`);
+  if (o.temperature !== undefined && !(o.temperature >= 0 && Number.isFinite(o.temperature))) throw new InputError(`temperature must be ≥ 0, got ${o.temperature}`);
+  if (o.topK !== undefined && !(Number.isInteger(o.topK) && o.topK >= 0)) throw new InputError(`top-k must be a non-negative integer, got ${o.topK}`);
+  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw new InputError(`top-p must be in (0, 1], got ${o.topP}`);
 }
 
 /** Samples from softmax(logp / t) over the whole row by inverse CDF, without allocating. */

@@ -133,10 +133,11 @@ export class FeatureExtractor {
 
 /** Windows of `length` tokens lying inside one document (no special tokens), from `rand`. */
 export function textWindows(stream: TokenStream, count: number, length: number, rand: () => number, isSpecial: (id: number) => boolean): number[][] {
+  if (stream.length < length) throw new Error(`the token stream has ${stream.length} tokens, fewer than one window of ${length}; use a shorter --length or more data`);
   const out: number[][] = [];
   for (let tries = 0; out.length < count; tries++) {
     if (tries > count * 1000) throw new Error(`could not find ${count} windows of ${length} tokens inside documents; use a shorter --length`);
-    const o = Math.floor(rand() * (stream.length - length));
+    const o = Math.floor(rand() * (stream.length - length + 1));
     const w = Array.from(stream.subarray(o, o + length));
     if (!w.some(isSpecial)) out.push(w);
   }
@@ -205,11 +206,29 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
   };
 
   const statePath = join(o.out, 'head-train-state.safetensors');
+  // Everything that decides the batches and the schedule: a resumed run must use the same values.
+  const settings = {
+    mlm: manifest.mlm,
+    ar: manifest.ar,
+    steps: o.steps,
+    batch: o.batch,
+    length: o.length,
+    maskSamples: o.maskSamples,
+    spanProbability: o.spanProbability,
+    lr: o.lr,
+    warmup: o.warmup,
+    weightDecay: o.weightDecay,
+    threads: o.session?.threads ?? null,
+    trainTokens: o.train.length,
+    validationTokens: o.validation.length,
+  };
   const history = { poe: {} as Record<string, number>, validation: [] as Array<{ step: number; loss: number; byRate: Record<string, number> }>, wallSeconds: 0 };
   if (o.resume && existsSync(statePath)) {
     const ckpt = loadCheckpoint(statePath);
-    const progress = ckpt.progress as { seed: number; history: typeof history };
-    if (progress.seed !== o.seed) throw new Error(`${statePath}: was written with --seed ${progress.seed}; resume with the same seed`);
+    const progress = ckpt.progress as { seed: number; settings?: unknown; history: typeof history };
+    if (progress.seed !== o.seed || JSON.stringify(progress.settings) !== JSON.stringify(settings)) {
+      throw new Error(`${statePath}: was written by a run with other settings (${JSON.stringify({ seed: progress.seed, ...(progress.settings as object) })}); resume with the same arguments`);
+    }
     trainer.loadState(trainStateOf(ckpt));
     Object.assign(history, progress.history);
   } else {
@@ -220,7 +239,7 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
 
   const save = (finished: boolean): void => {
     const state = trainer.state();
-    saveCheckpoint(statePath, trainCheckpoint(state, trainer.paramShapes(), { seed: o.seed, history }));
+    saveCheckpoint(statePath, trainCheckpoint(state, trainer.paramShapes(), { seed: o.seed, settings, history }));
     const head: HeadWeights = { weight: state.params.get('weight')!, bias: state.params.get('bias')!, vocabSize: V, mlmHidden: dM, arHidden: dA };
     const last = history.validation[history.validation.length - 1];
     writeBundle(o.out, {

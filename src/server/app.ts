@@ -2,7 +2,12 @@
 // a fixed port. Every error is `{"error": {"code", "message"}}` with a 4xx/5xx status; model work goes
 // through a bounded queue (Gate) and a per-request deadline.
 //
-//   GET  /                 the page (web/index.html); GET /static/<file> its scripts and styles
+//   GET  /                 the page (web/index.html); GET /static/<file> its scripts and styles;
+//                          GET /static/dist/<file> the in-browser runner (npm run build:web)
+//   GET  /models/<file>    the in-browser mode's model files (web-manifest.json, mlm.onnx,
+//                          ar-step.onnx, tokenizer files): the loaded bundle exported for
+//                          onnxruntime-web on the first such request (src/web/export.ts) into
+//                          <webModelsDir>/<content key>/, reused across restarts
 //   GET  /v1/health        liveness, queue state, memory
 //   GET  /v1/model         what is loaded: both models, the head, the context, the server's limits
 //   POST /v1/tokenize      {text} → {ids, tokens, pieces}
@@ -17,14 +22,16 @@
 //                          pass per token; kind "pseudo", a pseudo-log-likelihood).
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
-import { basename, extname, join } from 'node:path';
+import { basename, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { METHODS, infillWithMethod, scoreWithMethod } from '../maria/baselines.js';
 import { InfillTimeout, type InfillEvent, type InfillResult, type Maria } from '../maria/maria.js';
 import { InputError, parseMaskedText, positionsMask, randomMask, spanMask, splitMaskMarkers, type MaskedSequence } from '../maria/masks.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { Gate, Overloaded, QueueAborted, QueueTimeout } from './gate.js';
-import { filledTokenJson, infillJson, scoreJson, tokenPieces } from './shapes.js';
+import { infillJson, infillSegments, scoreJson, tokenEventJson, tokenPieces } from './shapes.js';
+import { ensureWebExport } from '../web/export.js';
+import { WEB_MANIFEST_FILE, type WebManifest } from '../web/manifest.js';
 import { ApiError, parseInfillRequest, parseScoreRequest, parseTokenizeRequest, type InfillRequest } from './validate.js';
 
 export interface ServerOptions {
@@ -38,8 +45,13 @@ export interface ServerOptions {
   maxSamples?: number;
   /** Largest request body in bytes (default 64 KiB); beyond it 413. */
   bodyLimit?: number;
-  /** Folder of the web page (default: the package's web/). */
+  /** Folder of the web page (default: the package's web/); its dist/ holds the in-browser runner. */
   webDir?: string;
+  /**
+   * Where the in-browser mode's model files are exported, on the first request for one (default
+   * data/cache/web under the working directory); false turns the in-browser mode off.
+   */
+  webModelsDir?: string | false;
   /** Fastify's logger option (default off). */
   logger?: FastifyServerOptions['logger'];
 }
@@ -60,13 +72,15 @@ const CONTENT_TYPES: Record<string, string> = {
   '.ico': 'image/x-icon',
   '.txt': 'text/plain; charset=utf-8',
   '.wasm': 'application/wasm',
+  '.onnx': 'application/octet-stream',
 };
 
 const SECURITY_HEADERS = {
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
   // The page talks to this server only: no third-party scripts, styles, fonts or connections.
-  'content-security-policy': "default-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  // 'wasm-unsafe-eval' lets the in-browser mode compile onnxruntime-web's WebAssembly (no JS eval).
+  'content-security-policy': "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
 };
 
 /** The files under `dir` the server may send: plain names, known types, no folders, no dotfiles. */
@@ -102,7 +116,7 @@ function toApiError(err: unknown, o: { bodyLimit: number; timeoutMs: number }): 
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new ApiError(415, 'unsupported_media_type', 'send the body as JSON with "Content-Type: application/json"');
   }
-  if (err instanceof InputError || err instanceof RangeError) return new ApiError(422, 'invalid_input', err.message);
+  if (err instanceof InputError) return new ApiError(422, 'invalid_input', err.message);
   if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) return new ApiError(fe.statusCode, 'bad_request', fe.message ?? 'bad request');
   return new ApiError(500, 'internal', `internal error: ${err instanceof Error ? err.message : String(err)}`);
 }
@@ -142,7 +156,15 @@ export function buildServer(maria: Maria, options: ServerOptions = {}): FastifyI
     if (!Number.isSafeInteger(v) || v < (k === 'queue' ? 0 : 1)) throw new RangeError(`${k} must be a ${k === 'queue' ? 'non-negative' : 'positive'} integer, got ${v}`);
   }
   const gate = new Gate(o.concurrency, o.queue);
-  const files = staticFiles(options.webDir ?? WEB_DIR);
+  const webDir = options.webDir ?? WEB_DIR;
+  const files = staticFiles(webDir);
+  const distFiles = staticFiles(join(webDir, 'dist'));
+  const webModelsDir = options.webModelsDir === false ? null : resolve(options.webModelsDir ?? 'data/cache/web');
+  const inBrowser = !webModelsDir
+    ? { available: false, reason: 'the in-browser mode is turned off on this server' }
+    : !distFiles.has('maria-web.js')
+      ? { available: false, reason: 'the in-browser runner is not built (run `npm run build:web`)' }
+      : { available: true, reason: null };
   const tokenizer = maria.tokenizer;
   const started = Date.now();
   let closing = false;
@@ -182,13 +204,46 @@ export function buildServer(maria: Maria, options: ServerOptions = {}): FastifyI
   app.setNotFoundHandler((request, reply) => sendError(reply, new ApiError(404, 'not_found', `no route for ${request.method} ${request.url.split('?')[0]}`)));
 
   // --- the page --------------------------------------------------------------------------------
-  const sendFile = (reply: FastifyReply, name: string): FastifyReply => {
-    const f = files.get(name);
+  const sendFile = (reply: FastifyReply, name: string, from = files): FastifyReply => {
+    const f = from.get(name);
     if (!f) return sendError(reply, new ApiError(404, 'not_found', `no file ${JSON.stringify(name)}`));
     return reply.type(f.type).header('cache-control', 'no-cache').header('content-length', statSync(f.path).size).send(createReadStream(f.path));
   };
   app.get('/', async (_request, reply) => sendFile(reply, 'index.html'));
   app.get('/static/:name', async (request, reply) => sendFile(reply, (request.params as { name: string }).name));
+  app.get('/static/dist/:name', async (request, reply) => sendFile(reply, (request.params as { name: string }).name, distFiles));
+
+  // --- the in-browser mode's model files ---------------------------------------------------------
+  // Exported on the first request (compiling and writing ~2 × 4 bytes per parameter takes a few
+  // seconds for the default bundle, once per bundle and maria version: the cache folder is keyed
+  // by content), so a server nobody uses in the browser never pays for it.
+  let webExport: Promise<{ dir: string; manifest: WebManifest }> | null = null;
+  const webModels = (): Promise<{ dir: string; manifest: WebManifest }> => {
+    webExport ??= (async () => {
+      const t0 = performance.now();
+      const r = ensureWebExport(maria, webModelsDir!);
+      app.log.info(`in-browser mode: ${r.exported ? 'exported' : 'reusing'} the web models in ${r.dir} (${(performance.now() - t0).toFixed(0)} ms)`);
+      return r;
+    })().catch((err: unknown) => {
+      webExport = null;
+      throw err;
+    });
+    return webExport;
+  };
+  app.get('/models/:name', async (request, reply) => {
+    const name = (request.params as { name: string }).name;
+    if (!webModelsDir) return sendError(reply, new ApiError(404, 'not_found', inBrowser.reason!));
+    const { dir, manifest } = await webModels();
+    if (name !== WEB_MANIFEST_FILE && !Object.hasOwn(manifest.files, name)) return sendError(reply, new ApiError(404, 'not_found', `no model file ${JSON.stringify(name)}`));
+    const etag = `"${manifest.id}-${name}"`;
+    reply.header('cache-control', 'no-cache').header('etag', etag);
+    if (request.headers['if-none-match'] === etag) return reply.code(304).send();
+    const path = join(dir, name);
+    return reply
+      .type(CONTENT_TYPES[extname(name)] ?? 'application/octet-stream')
+      .header('content-length', statSync(path).size)
+      .send(createReadStream(path));
+  });
 
   // --- information -----------------------------------------------------------------------------
   app.get('/v1/health', async () => {
@@ -224,6 +279,7 @@ export function buildServer(maria: Maria, options: ServerOptions = {}): FastifyI
       training: maria.manifest.training ?? null,
     },
     methods: METHODS,
+    in_browser: inBrowser,
     limits: { max_samples: o.maxSamples, body_limit_bytes: o.bodyLimit, timeout_ms: o.timeoutMs, concurrency: o.concurrency, queue: o.queue },
   };
   app.get('/v1/model', async () => model);
@@ -261,24 +317,6 @@ export function buildServer(maria: Maria, options: ServerOptions = {}): FastifyI
       throw new ApiError(422, 'too_long', `the text is ${seq.ids.length} tokens long (masks included); this model takes at most ${maria.maxTokens}`);
     }
     return maria.parse(seq);
-  }
-
-  /** The input as segments for display: literal runs of text and masked positions. */
-  function segments(seq: MaskedSequence): Array<{ text: string } | { position: number }> {
-    const out: Array<{ text: string } | { position: number }> = [];
-    let run: number[] = [];
-    const flush = (): void => {
-      if (run.length) out.push({ text: tokenizer.decode(run) });
-      run = [];
-    };
-    seq.ids.forEach((id, i) => {
-      if (seq.masked[i]) {
-        flush();
-        out.push({ position: i });
-      } else run.push(id);
-    });
-    flush();
-    return out;
   }
 
   /** Runs an infill, calling `onToken` for each token as it is chosen; stops early if `signal` aborts. */
@@ -329,11 +367,8 @@ export function buildServer(maria: Maria, options: ServerOptions = {}): FastifyI
       if (!res.writableEnded && !res.destroyed) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     };
     try {
-      send('start', { samples: req.samples, masked: seq.masked.filter(Boolean).length, segments: segments(seq) });
-      const result = await runInfill(req, seq, arrival + o.timeoutMs, signal, (ev) => {
-        const alternatives = ev.alternatives.map((a) => ({ ...a, text: tokenizer.decode([a.id]) }));
-        send('token', { sample: ev.sample, ...filledTokenJson(ev), alternatives, text: tokenizer.decode([ev.id]) });
-      });
+      send('start', { samples: req.samples, masked: seq.masked.filter(Boolean).length, segments: infillSegments(tokenizer, seq) });
+      const result = await runInfill(req, seq, arrival + o.timeoutMs, signal, (ev) => send('token', tokenEventJson(tokenizer, ev)));
       if (result) send('done', infillJson(result));
     } catch (err) {
       const e = toApiError(err, o);

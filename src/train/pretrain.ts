@@ -44,7 +44,8 @@ export interface PretrainOptions {
   maxMinutes?: number;
   /** Store weights as F16 (compute stays F32). */
   saveDtype: 'F32' | 'F16';
-  specials: { bos: number; eos: number; mask: number; pad: number; specialBelow: number };
+  /** Special token ids; `isSpecial` tokens are never masked. */
+  specials: { bos: number; eos: number; mask: number; pad: number; isSpecial: (id: number) => boolean };
   threads?: number;
   /** Called after every step (progress display). */
   onStep?: (info: StepInfo) => void;
@@ -157,6 +158,20 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   });
   mkdirSync(o.out, { recursive: true });
   const statePath = join(o.out, 'train-state.safetensors');
+  // Everything that decides the batches and the schedule: a resumed run must use the same values
+  // (and the same thread count, as ORT's reductions may split differently).
+  const settings = {
+    steps: o.steps,
+    batch: o.batch,
+    seqLen: o.seqLen,
+    lr: o.lr,
+    warmup: o.warmup,
+    minLrRatio: o.minLrRatio,
+    weightDecay: o.weightDecay,
+    threads: o.threads ?? null,
+    trainTokens: o.train.length,
+    validationTokens: o.validation.length,
+  };
   const history: { validation: Array<{ step: number; loss: number }>; trainLoss: Array<{ step: number; loss: number }>; wallSeconds: number } = {
     validation: [],
     trainLoss: [],
@@ -164,15 +179,17 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   };
   if (o.resume && existsSync(statePath)) {
     const ckpt = loadCheckpoint(statePath);
-    const progress = ckpt.progress as { seed: number; config: unknown; history: typeof history };
-    if (progress.seed !== o.seed || JSON.stringify(progress.config) !== JSON.stringify(o.config)) {
-      throw new Error(`${statePath}: was written by a run with another seed or model config; resume with the same arguments or choose another --out`);
+    const progress = ckpt.progress as { seed: number; config: unknown; settings?: unknown; history: typeof history };
+    if (progress.seed !== o.seed || JSON.stringify(progress.config) !== JSON.stringify(o.config) || JSON.stringify(progress.settings) !== JSON.stringify(settings)) {
+      throw new Error(
+        `${statePath}: was written by a run with other settings (${JSON.stringify({ seed: progress.seed, ...(progress.settings as object) })}); resume with the same arguments or choose another --out`,
+      );
     }
     trainer.loadState(trainStateOf(ckpt));
     Object.assign(history, progress.history);
   }
 
-  const isSpecial = (id: number): boolean => id < o.specials.specialBelow;
+  const isSpecial = o.specials.isSpecial;
   const makeBatch = (rand: () => number, windows: number[][], fixedRate?: number) => {
     if (!isMlm) return { ids: windows.map((w) => w.slice(0, -1)), targets: windows.map((w) => w.slice(1)), tokens: windows.length * (windows[0].length - 1) };
     const wrapped = windows.map((w) => [o.specials.bos, ...w, o.specials.eos]);
@@ -195,7 +212,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   };
   const save = (): void => {
     const state = trainer.state();
-    saveCheckpoint(statePath, trainCheckpoint(state, trainer.paramShapes(), { seed: o.seed, config: o.config, history }));
+    saveCheckpoint(statePath, trainCheckpoint(state, trainer.paramShapes(), { seed: o.seed, config: o.config, settings, history }));
     exportModelFolder(o.out, o.config, state.params, trainer.paramShapes(), o.tokenizerDir, o.saveDtype);
   };
 
