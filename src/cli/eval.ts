@@ -12,7 +12,7 @@ import { brownPassages, type Passage } from '../eval/lm-eval.js';
 import { recoverOut, writeReport } from '../eval/report.js';
 import { bundlePath, readManifest } from '../maria/bundle.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
-import { action, CliError, fail, parseIntList, parseInteger, parseNumber, usageErrorsExit2 } from './util.js';
+import { action, CliError, fail, formatEta, parseIntList, parseInteger, parseNumber, usageErrorsExit2 } from './util.js';
 
 interface Options {
   data: string;
@@ -42,13 +42,6 @@ interface Options {
 
 const DEFAULT_SCORER = 'models/scorer';
 
-function formatEta(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return '?';
-  const h = Math.floor(seconds / 3600);
-  const m = Math.floor((seconds % 3600) / 60);
-  const s = Math.floor(seconds % 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s).padStart(2, '0')}s`;
-}
 
 function shellQuote(a: string): string {
   return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`;

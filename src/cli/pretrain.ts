@@ -1,7 +1,7 @@
 // `maria pretrain`: train the default masked LM or causal LM (or any config.json of a supported
 // family) from scratch on the pretraining corpus, with progress, validation, atomic checkpoints
 // and --resume.
-import { Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -10,23 +10,7 @@ import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { tokenStream } from '../train/data.js';
 import { PRESETS } from '../train/presets.js';
 import { pretrain } from '../train/pretrain.js';
-import { action, fail, usageErrorsExit2 } from './util.js';
-
-const num = (name: string, min: number, integer = false) => (value: string): number => {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
-    throw new InvalidArgumentError(`${name} must be ${integer ? 'an integer' : 'a number'} ≥ ${min}, got "${value}"`);
-  }
-  return n;
-};
-
-function formatEta(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '?';
-  const h = Math.floor(seconds / 3600);
-  const m = Math.floor((seconds % 3600) / 60);
-  const s = Math.floor(seconds % 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s).padStart(2, '0')}s`;
-}
+import { action, fail, formatEta, intOption, numberOption, paragraphDocuments, usageErrorsExit2 } from './util.js';
 
 export function register(program: Command): void {
   const cmd = program
@@ -38,21 +22,21 @@ export function register(program: Command): void {
     .requiredOption('--out <dir>', 'output folder (HF layout; checkpoints go here too)')
     .option('--train-file <file>', 'train on this text file instead of the pretraining corpus (paragraphs = documents)')
     .option('--validation-file <file>', 'validate on this text file (with --train-file)')
-    .option('--steps <n>', 'optimiser steps', num('steps', 1, true), 6000)
-    .option('--batch <n>', 'sequences per step', num('batch', 1, true), 16)
-    .option('--seq-len <n>', 'tokens per sequence', num('seq-len', 8, true), 256)
-    .option('--lr <x>', 'peak learning rate', num('lr', 0), 2e-3)
-    .option('--warmup <n>', 'warm-up steps', num('warmup', 0, true), 200)
-    .option('--min-lr-ratio <x>', 'final learning rate as a fraction of the peak', num('min-lr-ratio', 0), 0.1)
-    .option('--weight-decay <x>', 'AdamW weight decay', num('weight-decay', 0), 0.1)
-    .option('--seed <n>', 'seed of initialisation, data order and masks', num('seed', 0, true), 0)
-    .option('--validate-every <n>', 'steps between validations', num('validate-every', 1, true), 250)
-    .option('--validation-batches <n>', 'batches in the validation set', num('validation-batches', 1, true), 10)
-    .option('--checkpoint-every <n>', 'steps between checkpoints', num('checkpoint-every', 1, true), 250)
-    .option('--max-minutes <x>', 'stop after this long (with a checkpoint); resume later', num('max-minutes', 0))
+    .option('--steps <n>', 'optimiser steps', intOption('--steps', { min: 1 }), 6000)
+    .option('--batch <n>', 'sequences per step', intOption('--batch', { min: 1 }), 16)
+    .option('--seq-len <n>', 'tokens per sequence', intOption('--seq-len', { min: 8 }), 256)
+    .option('--lr <x>', 'peak learning rate', numberOption('--lr', { min: 0 }), 2e-3)
+    .option('--warmup <n>', 'warm-up steps', intOption('--warmup', { min: 0 }), 200)
+    .option('--min-lr-ratio <x>', 'final learning rate as a fraction of the peak', numberOption('--min-lr-ratio', { min: 0 }), 0.1)
+    .option('--weight-decay <x>', 'AdamW weight decay', numberOption('--weight-decay', { min: 0 }), 0.1)
+    .option('--seed <n>', 'seed of initialisation, data order and masks', intOption('--seed', { min: 0 }), 0)
+    .option('--validate-every <n>', 'steps between validations', intOption('--validate-every', { min: 1 }), 250)
+    .option('--validation-batches <n>', 'batches in the validation set', intOption('--validation-batches', { min: 1 }), 10)
+    .option('--checkpoint-every <n>', 'steps between checkpoints', intOption('--checkpoint-every', { min: 1 }), 250)
+    .option('--max-minutes <x>', 'stop after this long (with a checkpoint); resume later', numberOption('--max-minutes', { min: 0 }))
     .option('--resume', 'continue from the checkpoint in --out')
     .option('--dtype <t>', 'stored weight type: F32 or F16 (compute is always F32)', 'F16')
-    .option('--threads <n>', 'ORT threads (default: all cores)', num('threads', 1, true))
+    .option('--threads <n>', 'ORT threads (default: all cores)', intOption('--threads', { min: 1 }))
     .option('--no-progress', 'no progress bar')
     .action(action(async (opts) => {
       if (!!opts.preset === !!opts.config) fail('give exactly one of --preset NAME or --config FILE');
@@ -70,12 +54,10 @@ export function register(program: Command): void {
       }
       let docs: { train: Array<{ id: string; text: string }>; validation: Array<{ id: string; text: string }> };
       if (opts.trainFile) {
-        const paragraphs = (file: string) =>
-          readFileSync(file, 'utf8')
-            .split(/\n\s*\n/)
-            .map((t, i) => ({ id: `${file}#${i}`, text: t.trim() }))
-            .filter((d) => d.text);
-        docs = { train: paragraphs(opts.trainFile), validation: paragraphs(opts.validationFile ?? opts.trainFile) };
+        docs = {
+          train: paragraphDocuments([opts.trainFile], '--train-file'),
+          validation: paragraphDocuments([opts.validationFile ?? opts.trainFile], opts.validationFile ? '--validation-file' : '--train-file'),
+        };
       } else {
         docs = loadPretrainingSplit();
       }

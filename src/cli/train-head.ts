@@ -10,14 +10,14 @@
 // JSON summary at the end: the validation L_MARIA per mask rate at the PoE start and at the end.
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadPretrainingSplit, splitTrainValidation } from '../data/corpus.js';
 import { trainHead } from '../maria/train-head.js';
 import { assertFolder, readModelInfo } from '../models/load.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { tokenStream, type TokenStream } from '../train/data.js';
-import { action, CliError, parseInteger, parseNumber, usageErrorsExit2 } from './util.js';
+import { action, CliError, formatEta, paragraphDocuments, parseInteger, parseNumber, usageErrorsExit2 } from './util.js';
 
 interface TrainHeadCliOptions {
   mlm: string;
@@ -45,21 +45,6 @@ interface TrainHeadCliOptions {
 
 type Docs = Array<{ id: string; text: string }>;
 
-/** Paragraphs (blank-line separated) of text files, as documents. */
-function paragraphs(files: string[]): Docs {
-  const docs: Docs = [];
-  for (const file of files) {
-    if (!existsSync(file)) throw new CliError(`--data: ${file}: no such file`);
-    if (!statSync(file).isFile()) throw new CliError(`--data: ${file}: not a file (give text files, or the word "corpus")`);
-    readFileSync(file, 'utf8')
-      .split(/\n\s*\n/)
-      .forEach((t, i) => {
-        const text = t.trim();
-        if (text) docs.push({ id: `${file}#${i}`, text });
-      });
-  }
-  return docs;
-}
 
 /** The longest run of ordinary tokens (a document) in a stream. */
 function longestDocument(stream: TokenStream, isSpecial: (id: number) => boolean): number {
@@ -72,13 +57,6 @@ function longestDocument(stream: TokenStream, isSpecial: (id: number) => boolean
   return best;
 }
 
-function formatEta(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '?';
-  const h = Math.floor(seconds / 3600);
-  const m = Math.floor((seconds % 3600) / 60);
-  const s = Math.floor(seconds % 60);
-  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s).padStart(2, '0')}s`;
-}
 
 const mean = (r: Record<string, number>): number => {
   const v = Object.values(r);
@@ -131,7 +109,7 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
     dataLabel = 'pretraining corpus (train split; validation split held out)';
   } else {
     if (opts.data.includes('corpus')) throw new CliError('--data: give either the word "corpus" alone or text files');
-    const all = paragraphs(opts.data);
+    const all = paragraphDocuments(opts.data, '--data');
     if (all.length < 2) throw new CliError(`--data: found ${all.length} paragraph(s); need at least 2 (5% of the paragraphs, at least one, are held out for validation)`);
     docs = splitTrainValidation(all, { validationFraction: 0.05 });
     dataLabel = `${opts.data.join(', ')} (${docs.train.length} training and ${docs.validation.length} validation paragraphs)`;

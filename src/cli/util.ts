@@ -1,6 +1,7 @@
 // Helpers shared by the CLI commands: user errors are one line on stderr and exit code 2, never a
 // stack trace.
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { BundleError } from '../maria/bundle.js';
 import { InputError } from '../maria/masks.js';
 import { ModelFolderError } from '../models/config.js';
@@ -93,4 +94,60 @@ export function usageErrorsExit2(cmd: Command): Command {
   return cmd.exitOverride((err) => {
     process.exit(err.exitCode === 0 ? 0 : USAGE_EXIT_CODE);
   });
+}
+
+/**
+ * A commander option parser for an integer in [min, max]: a bad value is reported by commander
+ * (exit 2 with usageErrorsExit2) naming the option.
+ */
+export function intOption(flag: string, range: { min?: number; max?: number } = {}): (value: string) => number {
+  return (value) => {
+    const n = Number(value.trim());
+    if (!/^[+-]?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || (range.min !== undefined && n < range.min) || (range.max !== undefined && n > range.max)) {
+      throw new InvalidArgumentError(`${flag} must be an integer${bounds(range)}, got "${value}"`);
+    }
+    return n;
+  };
+}
+
+/** A commander option parser for a finite number in [min, max]. */
+export function numberOption(flag: string, range: { min?: number; max?: number } = {}): (value: string) => number {
+  return (value) => {
+    const n = Number(value.trim());
+    if (value.trim() === '' || !Number.isFinite(n) || (range.min !== undefined && n < range.min) || (range.max !== undefined && n > range.max)) {
+      throw new InvalidArgumentError(`${flag} must be a number${bounds(range)}, got "${value}"`);
+    }
+    return n;
+  };
+}
+
+function bounds({ min, max }: { min?: number; max?: number }): string {
+  if (min !== undefined && max !== undefined) return ` between ${min} and ${max}`;
+  if (min !== undefined) return ` ≥ ${min}`;
+  return max !== undefined ? ` ≤ ${max}` : '';
+}
+
+/** "1h05m" / "4m09s" / "?" for a progress bar's time left. */
+export function formatEta(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '?';
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = Math.floor(seconds % 60);
+  return h > 0 ? `${h}h${String(m).padStart(2, '0')}m` : `${m}m${String(s).padStart(2, '0')}s`;
+}
+
+/** The blank-line-separated paragraphs of text files, as documents; `flag` names the option in errors. */
+export function paragraphDocuments(files: string[], flag: string): Array<{ id: string; text: string }> {
+  const docs: Array<{ id: string; text: string }> = [];
+  for (const file of files) {
+    if (!existsSync(file)) throw new CliError(`${flag}: ${file}: no such file`);
+    if (!statSync(file).isFile()) throw new CliError(`${flag}: ${file}: not a file`);
+    readFileSync(file, 'utf8')
+      .split(/\n\s*\n/)
+      .forEach((t, i) => {
+        const text = t.trim();
+        if (text) docs.push({ id: `${file}#${i}`, text });
+      });
+  }
+  return docs;
 }
