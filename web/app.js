@@ -101,8 +101,8 @@ const serverBackend = {
   },
 };
 
-/** The backend in use; an in-browser one can replace it (same methods). */
-const backend = serverBackend;
+/** The backend in use: the server, or the same graphs in this browser (see "Where the models run"). */
+let backend = serverBackend;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -191,14 +191,96 @@ let limits = { max_samples: 16 };
 async function loadModel() {
   try {
     const m = await backend.model();
-    limits = m.limits ?? limits;
+    if (backend === serverBackend) {
+      limits = m.limits ?? limits;
+      offerBrowserMode(m.in_browser);
+    }
     const d = (x) => `${x.family}, ${x.layers} layers × ${x.hidden_size}, ${(x.parameters / 1e6).toFixed(1)}M parameters`;
-    $('model-info').textContent = `MLM: ${d(m.models.mlm)} · AR: ${d(m.models.ar)} · head: ${m.head.init} · context ${m.context} tokens · vocabulary ${m.vocab_size}`;
+    const where = backend === serverBackend ? '' : ' · running in this browser';
+    $('model-info').textContent = `MLM: ${d(m.models.mlm)} · AR: ${d(m.models.ar)} · head: ${m.head.init} · context ${m.context} tokens · vocabulary ${m.vocab_size}${where}`;
     $('samples').max = String(limits.max_samples);
   } catch (err) {
     $('model-info').textContent = `Could not load the model description: ${err.message}`;
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Where the models run: the server, or this browser. The in-browser runner (/static/dist/
+// maria-web.js, built by `npm run build:web`) fetches the bundle's graphs from /models/ and runs
+// them with onnxruntime-web (WebAssembly); it answers the same calls with the same JSON.
+
+let browserBackend = null; // loaded once, kept when switching back and forth
+let browserLoading = null; // the promise of the load in progress
+
+const runsOn = () => document.querySelector('input[name="runs-on"]:checked')?.value ?? 'server';
+const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
+
+function offerBrowserMode(info) {
+  const radio = document.querySelector('input[name="runs-on"][value="browser"]');
+  if (info && info.available === false) {
+    radio.disabled = true;
+    $('runs-on-info').textContent = `In-browser mode unavailable: ${info.reason}.`;
+  }
+}
+
+function setRunsOn(value) {
+  document.querySelector(`input[name="runs-on"][value="${value}"]`).checked = true;
+}
+
+async function loadBrowserBackend() {
+  const progress = $('load-progress');
+  const info = $('runs-on-info');
+  progress.hidden = false;
+  progress.removeAttribute('value');
+  info.textContent = 'Loading the models into this browser…';
+  const t0 = performance.now();
+  const mod = await import('/static/dist/maria-web.js');
+  const b = await mod.loadBrowserBackend({
+    modelsUrl: '/models/',
+    wasmUrl: '/static/dist/',
+    maxSamples: limits.max_samples,
+    onProgress(loaded, total) {
+      progress.max = Math.max(1, total);
+      progress.value = loaded;
+      progress.setAttribute('aria-valuetext', `${mb(loaded)} of ${mb(total)}`);
+      info.textContent = `Loading the models into this browser: ${mb(loaded)} of ${mb(total)}`;
+    },
+  });
+  progress.hidden = true;
+  const total = Object.values(b.maria.manifest.files).reduce((a, n) => a + n, 0);
+  info.textContent = `Loaded ${mb(total)} of models in ${((performance.now() - t0) / 1000).toFixed(1)} s: infilling and scoring now run in this browser (WebAssembly).`;
+  return b;
+}
+
+async function switchRunsOn() {
+  const want = runsOn();
+  running?.abort();
+  if (want === 'server') {
+    backend = serverBackend;
+    if (browserBackend) $('runs-on-info').textContent = 'Infilling and scoring run on the server.';
+    await loadModel();
+    return;
+  }
+  if (!browserBackend) {
+    browserLoading ??= loadBrowserBackend().finally(() => (browserLoading = null));
+    try {
+      browserBackend = await browserLoading;
+    } catch (err) {
+      $('load-progress').hidden = true;
+      $('runs-on-info').textContent = `Could not run in this browser: ${err.message}`;
+      if (runsOn() === 'browser') setRunsOn('server');
+      backend = serverBackend;
+      return;
+    }
+    if (runsOn() !== 'browser') return; // switched back while loading
+  } else {
+    $('runs-on-info').textContent = 'Infilling and scoring run in this browser (WebAssembly).';
+  }
+  backend = browserBackend;
+  await loadModel();
+}
+
+for (const radio of document.querySelectorAll('input[name="runs-on"]')) radio.addEventListener('change', switchRunsOn);
 
 // ---------------------------------------------------------------------------------------------
 // Blanking
@@ -350,7 +432,8 @@ async function fill() {
       columns[b]?.actions.append(button);
     });
     const ms = performance.now() - t0;
-    setStatus(`Filled ${count} token${count === 1 ? '' : 's'} in ${result.samples.length} sample${result.samples.length === 1 ? '' : 's'} in ${ms.toFixed(0)} ms (seed ${seed}).`);
+    const where = backend === serverBackend ? 'on the server' : 'in this browser';
+    setStatus(`Filled ${count} token${count === 1 ? '' : 's'} in ${result.samples.length} sample${result.samples.length === 1 ? '' : 's'} in ${ms.toFixed(0)} ms ${where} (seed ${seed}).`);
   } catch (err) {
     if (err.name === 'AbortError') setStatus(`Stopped after ${count} token${count === 1 ? '' : 's'}.`);
     else setStatus(`Could not fill: ${err.message}`, { error: true });
@@ -412,7 +495,7 @@ async function score(text = textarea.value) {
     });
     const how = r.kind === 'pseudo' ? 'each token given all the others (pseudo-log-likelihood)' : 'left to right, jointly (exact log-likelihood)';
     $('score-summary').textContent = `NLL ${fmt(r.nll, 3)} nats/token · perplexity ${fmt(Math.exp(r.nll), 1)} · ${r.tokens} tokens · ${how} · ${(performance.now() - t0).toFixed(0)} ms`;
-    setStatus(`Scored ${r.tokens} tokens.`);
+    setStatus(`Scored ${r.tokens} tokens ${backend === serverBackend ? 'on the server' : 'in this browser'}.`);
   } catch (err) {
     setStatus(`Could not score: ${err.message}`, { error: true });
   } finally {
@@ -476,4 +559,6 @@ textarea.addEventListener('keydown', (e) => {
   }
 });
 
+// A reload may restore the radio to "in this browser"; start on the server either way.
+setRunsOn('server');
 loadModel();

@@ -11,6 +11,7 @@ import * as scoreCommand from './score.js';
 import * as trainHeadCommand from './train-head.js';
 import * as createBundleCommand from './create.js';
 import * as serveCommand from './serve.js';
+import * as exportWebCommand from './export-web.js';
 import * as evaluateModelsCommand from './evaluate-models.js';
 import * as evalCommand from './eval.js';
 import * as generateCommand from './generate.js';
@@ -32,6 +33,7 @@ const commandModules: Array<{ register(program: Command): void }> = [
   trainHeadCommand,
   createBundleCommand,
   serveCommand,
+  exportWebCommand,
   evaluateModelsCommand,
   evalCommand,
   generateCommand,

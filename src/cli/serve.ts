@@ -27,6 +27,8 @@ export function register(program: Command): void {
     .option('--timeout-ms <ms>', 'per-request deadline, queueing included; past it 504', int('--timeout-ms', 1), SERVER_DEFAULTS.timeoutMs)
     .option('--max-samples <n>', 'most samples per infill request', int('--max-samples', 1, 4096), SERVER_DEFAULTS.maxSamples)
     .option('--body-limit <bytes>', 'largest request body; larger get 413', int('--body-limit', 64), SERVER_DEFAULTS.bodyLimit)
+    .option('--web-cache <dir>', "where the page's in-browser mode gets its model files, exported from the bundle on first use", 'data/cache/web')
+    .option('--no-in-browser', "turn the page's in-browser mode off (no model files served)")
     .option('--threads <n>', 'ORT threads (default: all cores, or MARIA_THREADS)', int('--threads', 1, 1024))
     .option('--log-level <level>', `request log level on stdout (JSON lines): ${LOG_LEVELS.join(', ')}`, 'info')
     .action(
@@ -49,6 +51,7 @@ export function register(program: Command): void {
           timeoutMs: opts.timeoutMs,
           maxSamples: opts.maxSamples,
           bodyLimit: opts.bodyLimit,
+          webModelsDir: opts.inBrowser === false ? false : opts.webCache,
           logger: opts.logLevel === 'silent' ? false : { level: opts.logLevel },
         });
         shutdownOnSignals(app, { graceMs: opts.timeoutMs + 10_000, onClosed: () => maria.release() });

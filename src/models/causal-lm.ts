@@ -2,32 +2,15 @@
 // single-token decode (T = 1); the KV cache is carried between calls as ORT tensors.
 import type ort from 'onnxruntime-node';
 import { Graph, type Tensor } from '../engine/graph.js';
-import { compile } from '../engine/onnx.js';
+import { compile, type CompiledModel } from '../engine/onnx.js';
 import { Session, type SessionOptions, OrtTensorCtor, int64Tensor } from '../engine/runtime.js';
 import { HfConfig, ModelFolderError } from './config.js';
 import type { BaseConfig, CausalFamily, CausalOutputs } from './family.js';
 import { familyFor } from './registry.js';
+import { commitStep, newKvCache, stepFeeds, type CacheShape, type KvCache } from './kv-cache.js';
 import { loadParams, paramSource, type ParamMap } from './weights.js';
 
-/**
- * Per-row state of an incremental decode. Keys and values live in preallocated buffers of
- * `capacity` slots per layer, [B, Hkv, capacity, d], fed to every step as they are; a step returns
- * only the new tokens' keys and values, which are written into the next free slots. So a decode
- * step never copies the cache; the capacity doubles (one copy) when it runs out.
- */
-export interface KvCache {
-  batch: number;
-  /** Slots per row and layer. */
-  capacity: number;
-  /** Per layer, the key and value buffers [B, Hkv, capacity, d]. */
-  layers: Array<{ k: Float32Array; v: Float32Array }>;
-  /** [B][used slots]: whether each cached key is real (1) or padding (0). */
-  valid: number[][];
-  /** [B][used slots]: the position of each cached key. */
-  positions: number[][];
-  /** Per row: the position the next token gets. */
-  next: number[];
-}
+export type { KvCache } from './kv-cache.js';
 
 /** Output rows of one call: per batch row, T rows of hidden and logits. */
 export interface StepOutput {
@@ -77,6 +60,17 @@ export class CausalLM {
     dir = '<memory>',
     extension?: StepExtension,
   ): Promise<CausalLM> {
+    const session = await Session.create(CausalLM.compileStep(family, config, params, dir, extension), options);
+    return new CausalLM(family, config, params, session, dir);
+  }
+
+  /**
+   * The step graph as ONNX (weights as initializers), without a session: inputs input_ids,
+   * position_ids [B, T], key_valid, key_positions [B, P+T], past_key_i / past_value_i
+   * [B, Hkv, P, d]; outputs hidden, logits (unless the extension drops them), the extension's
+   * outputs, present_key_i / present_value_i [B, Hkv, T, d]. The in-browser runner uses it as is.
+   */
+  static compileStep(family: CausalFamily, config: BaseConfig, params: ParamMap, dir = '<memory>', extension?: StepExtension): CompiledModel {
     const g = new Graph();
     const ids = g.input('input_ids', ['B', 'T'], 'int64');
     const positions = g.input('position_ids', ['B', 'T'], 'int64');
@@ -95,39 +89,17 @@ export class CausalLM {
       outputs[`present_key_${i}`] = p.k;
       outputs[`present_value_${i}`] = p.v;
     });
-    const session = await Session.create(compile(g, { outputs, name: `${dir}:step` }), options);
-    return new CausalLM(family, config, params, session, dir);
+    return compile(g, { outputs, name: `${dir}:step` });
+  }
+
+  /** The KV cache geometry. */
+  get cacheShape(): CacheShape {
+    return { numLayers: this.config.numLayers, ...this.family.cacheShape(this.config) };
   }
 
   /** An empty cache for `batch` rows. */
   newCache(batch: number, capacity = 64): KvCache {
-    const { kvHeads, headDim } = this.family.cacheShape(this.config);
-    const size = batch * kvHeads * capacity * headDim;
-    return {
-      batch,
-      capacity,
-      layers: Array.from({ length: this.config.numLayers }, () => ({ k: new Float32Array(size), v: new Float32Array(size) })),
-      valid: Array.from({ length: batch }, () => []),
-      positions: Array.from({ length: batch }, () => []),
-      next: new Array(batch).fill(0),
-    };
-  }
-
-  /** Grows the buffers to hold at least `needed` slots (doubling), copying each row's slots. */
-  private reserve(cache: KvCache, needed: number): void {
-    if (needed <= cache.capacity) return;
-    let capacity = cache.capacity;
-    while (capacity < needed) capacity *= 2;
-    const { kvHeads, headDim } = this.family.cacheShape(this.config);
-    const rows = cache.batch * kvHeads;
-    const used = cache.valid[0].length;
-    const grow = (old: Float32Array): Float32Array => {
-      const out = new Float32Array(rows * capacity * headDim);
-      for (let r = 0; r < rows; r++) out.set(old.subarray(r * cache.capacity * headDim, (r * cache.capacity + used) * headDim), r * capacity * headDim);
-      return out;
-    };
-    cache.layers = cache.layers.map((l) => ({ k: grow(l.k), v: grow(l.v) }));
-    cache.capacity = capacity;
+    return newKvCache(this.cacheShape, batch, capacity);
   }
 
   /**
@@ -135,65 +107,24 @@ export class CausalLM {
    * add different numbers of tokens (shorter rows are padded; the padding is masked out forever).
    */
   async step(cache: KvCache, rows: number[][], extraFeeds: Record<string, ort.Tensor> = {}): Promise<StepOutput> {
-    if (rows.length !== cache.batch) throw new Error(`step: ${rows.length} rows for a cache of batch ${cache.batch}`);
-    const T = Math.max(...rows.map((r) => r.length));
-    if (T === 0) throw new Error('step: no tokens to add');
-    const B = cache.batch;
-    const limit = this.config.maxPositions;
-    rows.forEach((r, b) => {
-      if (cache.next[b] + r.length > limit) throw new Error(`sequence of ${cache.next[b] + r.length} tokens exceeds the model's context of ${limit}`);
-    });
-    const used = cache.valid[0].length;
-    const C = cache.capacity;
-    const { kvHeads, headDim } = this.family.cacheShape(this.config);
-    const ids = new Array<number>(B * T);
-    const pos = new Array<number>(B * T);
-    const keyValid = new Array<number>(B * (C + T)).fill(0);
-    const keyPositions = new Array<number>(B * (C + T)).fill(0);
-    for (let b = 0; b < B; b++) {
-      for (let s = 0; s < used; s++) {
-        keyValid[b * (C + T) + s] = cache.valid[b][s];
-        keyPositions[b * (C + T) + s] = cache.positions[b][s];
-      }
-      for (let t = 0; t < T; t++) {
-        const real = t < rows[b].length;
-        ids[b * T + t] = real ? rows[b][t] : 0;
-        pos[b * T + t] = cache.next[b] + (real ? t : 0);
-        keyValid[b * (C + T) + C + t] = real ? 1 : 0;
-        keyPositions[b * (C + T) + C + t] = pos[b * T + t];
-      }
-    }
+    const shape = this.cacheShape;
+    const f = stepFeeds(cache, rows, this.config.maxPositions);
+    const { B, T, C } = f;
+    const { kvHeads, headDim } = shape;
     const feeds: Record<string, ort.Tensor> = {
       ...extraFeeds,
-      input_ids: int64Tensor(ids, [B, T]),
-      position_ids: int64Tensor(pos, [B, T]),
-      key_valid: int64Tensor(keyValid, [B, C + T]),
-      key_positions: int64Tensor(keyPositions, [B, C + T]),
+      input_ids: int64Tensor(f.ids, [B, T]),
+      position_ids: int64Tensor(f.positions, [B, T]),
+      key_valid: int64Tensor(f.keyValid, [B, C + T]),
+      key_positions: int64Tensor(f.keyPositions, [B, C + T]),
     };
     cache.layers.forEach((l, i) => {
       feeds[`past_key_${i}`] = new OrtTensorCtor('float32', l.k, [B, kvHeads, C, headDim]);
       feeds[`past_value_${i}`] = new OrtTensorCtor('float32', l.v, [B, kvHeads, C, headDim]);
     });
     const out = await this.session.run(feeds);
-
     // Commit: the new tokens' keys and values go into the next free slots.
-    this.reserve(cache, used + T);
-    const Cn = cache.capacity;
-    cache.layers.forEach((l, i) => {
-      const k = out[`present_key_${i}`].data as Float32Array;
-      const v = out[`present_value_${i}`].data as Float32Array;
-      for (let r = 0; r < B * kvHeads; r++) {
-        l.k.set(k.subarray(r * T * headDim, (r + 1) * T * headDim), (r * Cn + used) * headDim);
-        l.v.set(v.subarray(r * T * headDim, (r + 1) * T * headDim), (r * Cn + used) * headDim);
-      }
-    });
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        cache.valid[b].push(keyValid[b * (C + T) + C + t]);
-        cache.positions[b].push(pos[b * T + t]);
-      }
-      cache.next[b] += rows[b].length;
-    }
+    commitStep(cache, shape, f, rows, (i) => ({ k: out[`present_key_${i}`].data as Float32Array, v: out[`present_value_${i}`].data as Float32Array }));
     const extra: Record<string, ort.Tensor> = {};
     for (const name of Object.keys(out)) {
       if (name !== 'hidden' && name !== 'logits' && !name.startsWith('present_')) extra[name] = out[name];

@@ -1,6 +1,6 @@
 // Running a masked LM: one bidirectional pass over a padded batch.
 import { Graph, type Tensor } from '../engine/graph.js';
-import { compile } from '../engine/onnx.js';
+import { compile, type CompiledModel } from '../engine/onnx.js';
 import { Session, type SessionOptions, int64Tensor } from '../engine/runtime.js';
 import { HfConfig, ModelFolderError } from './config.js';
 import type { BaseConfig, MaskedFamily } from './family.js';
@@ -46,14 +46,23 @@ export class MaskedLM {
     dir = '<memory>',
     what: { logits?: boolean } = {},
   ): Promise<MaskedLM> {
+    const session = await Session.create(MaskedLM.compileEncoder(family, config, params, dir, what), options);
+    return new MaskedLM(family, config, params, session, dir);
+  }
+
+  /**
+   * The encode graph as ONNX (weights as initializers), without a session: inputs input_ids,
+   * position_ids, attention_mask [B, T]; outputs hidden [B, T, D] and (unless `what.logits` is
+   * false) logits. The in-browser runner uses it as is.
+   */
+  static compileEncoder(family: MaskedFamily, config: BaseConfig, params: ParamMap, dir = '<memory>', what: { logits?: boolean } = {}): CompiledModel {
     const g = new Graph();
     const ids = g.input('input_ids', ['B', 'T'], 'int64');
     const positions = g.input('position_ids', ['B', 'T'], 'int64');
     const attentionMask = g.input('attention_mask', ['B', 'T'], 'int64');
     const out = family.forward(g, paramSource(g, params, dir), config, { ids, positions, attentionMask });
     const outputs: Record<string, Tensor> = what.logits === false ? { hidden: out.hidden } : { hidden: out.hidden, logits: out.logits };
-    const session = await Session.create(compile(g, { outputs, name: `${dir}:encode` }), options);
-    return new MaskedLM(family, config, params, session, dir);
+    return compile(g, { outputs, name: `${dir}:encode` });
   }
 
   /** Position ids of one row, by the family's rule (default 0..T-1). */

@@ -1,6 +1,7 @@
 // The JSON the API returns, built from the library's results: the same shapes as `maria infill
 // --json` and `maria score --json`, so a script can switch between the CLI and the server.
-import type { FilledToken, InfillResult } from '../maria/maria.js';
+import type { FilledToken, InfillEvent, InfillResult } from '../maria/maria.js';
+import type { MaskedSequence } from '../maria/masks.js';
 import type { MethodScore } from '../maria/baselines.js';
 import type { TextTokenizer } from '../tokenizer/tokenizer.js';
 
@@ -26,6 +27,30 @@ export interface ScoreJson {
 /** One filled token as JSON (as `maria infill --json`: alternatives always present, maybe empty). */
 export function filledTokenJson(t: FilledToken): FilledTokenJson {
   return { position: t.position, token: t.token, id: t.id, logprob: t.logprob, alternatives: t.alternatives.map((a) => ({ token: a.token, id: a.id, logprob: a.logprob })) };
+}
+
+/** A streamed token (SSE `token` event, and the in-browser runner's): the chosen token and its alternatives with their decoded text. */
+export function tokenEventJson(tokenizer: TextTokenizer, ev: InfillEvent): FilledTokenJson & { sample: number; text: string; alternatives: Array<{ token: string; id: number; logprob: number; text: string }> } {
+  const alternatives = ev.alternatives.map((a) => ({ token: a.token, id: a.id, logprob: a.logprob, text: tokenizer.decode([a.id]) }));
+  return { sample: ev.sample, ...filledTokenJson(ev), alternatives, text: tokenizer.decode([ev.id]) };
+}
+
+/** The input as segments for display (SSE `start` event): literal runs of text and masked positions. */
+export function infillSegments(tokenizer: TextTokenizer, seq: MaskedSequence): Array<{ text: string } | { position: number }> {
+  const out: Array<{ text: string } | { position: number }> = [];
+  let run: number[] = [];
+  const flush = (): void => {
+    if (run.length) out.push({ text: tokenizer.decode(run) });
+    run = [];
+  };
+  seq.ids.forEach((id, i) => {
+    if (seq.masked[i]) {
+      flush();
+      out.push({ position: i });
+    } else run.push(id);
+  });
+  flush();
+  return out;
 }
 
 /** `maria infill --json`: every sample's text and filled tokens, and the timing. */

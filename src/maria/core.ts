@@ -1,0 +1,231 @@
+// MARIA's infilling loop and exact scoring over an abstract runtime: one MLM pass over the masked
+// text, AR prefill of each unmasked run, one cached AR step per masked token, with the head
+// compiled into the step graph. Nothing here touches an ONNX Runtime package or Node: Maria
+// (onnxruntime-node) and the in-browser runner (onnxruntime-web, src/web/browser-maria.ts) give
+// the same runtime calls to the same code, so the same graphs produce the same tokens.
+import { mulberry32 } from '../engine/random.js';
+import type { KvCache } from '../models/kv-cache.js';
+import { InputError, parseMaskedText, type MaskedSequence } from './masks.js';
+import { checkSampling, logSoftmaxRow, sampleToken, topIds, type SamplingOptions } from './sampling.js';
+
+export interface InfillOptions extends SamplingOptions {
+  /** Seed of the sampler (default 0). */
+  seed?: number;
+  /** Number of samples, run as one batch (default 1). */
+  samples?: number;
+  /** Give up after this many milliseconds. */
+  maxTimeMs?: number;
+  /** Alternatives reported per filled token (default 5). */
+  alternatives?: number;
+}
+
+export interface FilledToken {
+  /** Token index in the text (0-based, decoder tokens, specials excluded). */
+  position: number;
+  token: string;
+  id: number;
+  /**
+   * log p of the chosen token under the distribution sampled from, before temperature: the model's,
+   * renormalised without the special tokens infilling never produces (score() uses the full one).
+   */
+  logprob: number;
+  alternatives: Array<{ token: string; id: number; logprob: number }>;
+}
+
+export interface InfillSample {
+  text: string;
+  ids: number[];
+  filled: FilledToken[];
+}
+
+export interface InfillResult {
+  samples: InfillSample[];
+  timing: { totalMs: number; mlmMs: number; arMs: number; arCalls: number; filledTokens: number; tokensPerSecond: number };
+}
+
+/** One token as it is chosen, for streaming. */
+export interface InfillEvent extends FilledToken {
+  sample: number;
+}
+
+export interface ScoreResult {
+  /** log p(x_i | x_<i, x~) for each masked position, in order. */
+  tokens: Array<{ position: number; token: string; id: number; logprob: number }>;
+  /** Σ log p over the masked tokens: log p(x_M | x_¬M), exact. */
+  logprob: number;
+  /** Mean negative log-likelihood per masked token (natural log). */
+  nll: number;
+}
+
+export class InfillTimeout extends Error {
+  override name = 'InfillTimeout';
+}
+
+/** Input: text with [MASK] / [MASK:n] markers, or ids with a mask. */
+export type InfillInput = string | MaskedSequence;
+
+/** What the loop needs to know about a bundle. */
+export interface MariaSpec {
+  /** The MLM's mask token id. */
+  mlmMaskId: number;
+  /** Ids wrapped around the text for the MLM. */
+  mlmPrefixIds: number[];
+  mlmSuffixIds: number[];
+  /** The token fed to the AR first. */
+  arBosId: number;
+  /** AR ids never produced by infilling. */
+  bannedIds: number[];
+  /** The head's (the AR's) vocabulary. */
+  vocabSize: number;
+  /** The MLM's feature size (the head's MLM columns). */
+  mlmHidden: number;
+  /** The longest text (in decoder tokens) both models can take. */
+  maxTokens: number;
+  /** AR id → MLM id (null when the ids are identical). */
+  arToMlm: ArrayLike<number> | null;
+}
+
+/** The tokenizer calls the loop makes (TextTokenizer provides them). */
+export interface LoopTokenizer {
+  encode(text: string): { ids: number[] };
+  decode(ids: readonly number[]): string;
+  idToToken(id: number): string | null;
+}
+
+/** The model calls the loop makes, on whatever runtime runs the graphs. */
+export interface MariaRuntime {
+  readonly spec: MariaSpec;
+  readonly tokenizer: LoopTokenizer;
+  /** One MLM pass over one full row (prefix and suffix included): hidden [T, dM] flattened. */
+  encodeMlm(ids: number[]): Promise<Float32Array>;
+  /** An empty AR cache for `batch` rows. */
+  newCache(batch: number): KvCache;
+  /**
+   * One AR step (the step graph with MARIA's head): appends `rows` to the cache and returns
+   * maria_logits [B, K, V] flattened, decoded at the K new positions `headIndex` with the MLM
+   * features `mlmHidden` [B, K, dM].
+   */
+  headStep(cache: KvCache, rows: number[][], headIndex: number[], mlmHidden: Float32Array): Promise<Float32Array>;
+}
+
+/** The longest text (in decoder tokens) an MLM and an AR of these contexts can take together. */
+export function maxTokensOf(mlmMaxPositions: number, arMaxPositions: number, mlmPrefix: number, mlmSuffix: number): number {
+  // The AR sees [BOS] x_0 … x_{n-2}: the last token is predicted, never fed.
+  return Math.min(mlmMaxPositions - mlmPrefix - mlmSuffix, arMaxPositions);
+}
+
+/** Tokenizes text with mask markers (or checks given ids and mask) against the bundle's limits. */
+export function parseInput(rt: Pick<MariaRuntime, 'spec' | 'tokenizer'>, input: InfillInput): MaskedSequence {
+  const seq = typeof input === 'string' ? parseMaskedText(input, (s) => rt.tokenizer.encode(s).ids) : input;
+  if (seq.ids.length !== seq.masked.length) throw new InputError(`ids (${seq.ids.length}) and mask (${seq.masked.length}) differ in length`);
+  if (seq.ids.length > rt.spec.maxTokens) {
+    throw new InputError(`the text is ${seq.ids.length} tokens long; these models take at most ${rt.spec.maxTokens}`);
+  }
+  if (!seq.masked.some(Boolean)) throw new InputError('nothing is masked');
+  seq.ids.forEach((id, i) => {
+    if (!seq.masked[i] && (!Number.isInteger(id) || id < 0 || id >= rt.spec.vocabSize)) throw new InputError(`token id ${id} at position ${i} is outside the vocabulary`);
+  });
+  return seq;
+}
+
+/** The MLM's features for every text position: [n, dM] (one bidirectional pass). */
+export async function mlmFeatures(rt: MariaRuntime, seq: MaskedSequence): Promise<Float32Array> {
+  const { mlmPrefixIds: pre, mlmSuffixIds: post, mlmMaskId, arToMlm, mlmHidden: dM } = rt.spec;
+  const mlmIds = seq.ids.map((id, i) => (seq.masked[i] ? mlmMaskId : arToMlm ? arToMlm[id] : id));
+  const hidden = await rt.encodeMlm([...pre, ...mlmIds, ...post]);
+  return hidden.slice(pre.length * dM, (pre.length + seq.ids.length) * dM);
+}
+
+/**
+ * Fills the masked positions left to right (the samples run as one batch), yielding each token as
+ * it is chosen; `done` receives the whole result at the end.
+ */
+export async function* infillLoop(rt: MariaRuntime, input: InfillInput, options: InfillOptions, done: (r: InfillResult) => void): AsyncGenerator<InfillEvent> {
+  checkSampling(options);
+  const N = options.samples ?? 1;
+  if (!Number.isInteger(N) || N < 1) throw new InputError(`samples must be a positive integer, got ${N}`);
+  const nAlt = options.alternatives ?? 5;
+  const t0 = performance.now();
+  const deadline = options.maxTimeMs ? t0 + options.maxTimeMs : Infinity;
+  const seq = parseInput(rt, input);
+  const n = seq.ids.length;
+  const dM = rt.spec.mlmHidden;
+  const V = rt.spec.vocabSize;
+  const tokenizer = rt.tokenizer;
+  const H = await mlmFeatures(rt, seq);
+  const mlmMs = performance.now() - t0;
+
+  const rand = mulberry32(options.seed ?? 0);
+  const banned = new Set(rt.spec.bannedIds);
+  const rows = Array.from({ length: N }, () => [...seq.ids]);
+  const filled: FilledToken[][] = Array.from({ length: N }, () => []);
+  const cache = rt.newCache(N);
+  let pending: number[][] = Array.from({ length: N }, () => [rt.spec.arBosId]);
+  let arCalls = 0;
+  const logp = new Float64Array(V);
+  for (let i = 0; i < n; i++) {
+    if (!seq.masked[i]) {
+      for (const p of pending) p.push(seq.ids[i]);
+      continue;
+    }
+    if (performance.now() > deadline) throw new InfillTimeout(`infilling took longer than ${options.maxTimeMs} ms (filled ${filled[0].length} of ${seq.masked.filter(Boolean).length} tokens)`);
+    const T = pending[0].length;
+    const feature = H.subarray(i * dM, (i + 1) * dM);
+    const mlmHidden = new Float32Array(N * dM);
+    for (let b = 0; b < N; b++) mlmHidden.set(feature, b * dM);
+    const logits = await rt.headStep(cache, pending, [T - 1], mlmHidden);
+    arCalls++;
+    pending = [];
+    for (let b = 0; b < N; b++) {
+      const row = logits.slice(b * V, (b + 1) * V);
+      for (const id of banned) row[id] = -Infinity;
+      logSoftmaxRow(row, logp);
+      const id = sampleToken(logp, options, rand);
+      const alternatives = topIds(logp, nAlt).map((a) => ({ token: tokenizer.idToToken(a) ?? '', id: a, logprob: logp[a] }));
+      const tok: FilledToken = { position: i, token: tokenizer.idToToken(id) ?? '', id, logprob: logp[id], alternatives };
+      rows[b][i] = id;
+      filled[b].push(tok);
+      pending.push([id]);
+      yield { ...tok, sample: b };
+    }
+  }
+  const totalMs = performance.now() - t0;
+  const filledTokens = N * seq.masked.filter(Boolean).length;
+  done({
+    samples: rows.map((ids, b) => ({ text: tokenizer.decode(ids), ids, filled: filled[b] })),
+    timing: { totalMs, mlmMs, arMs: totalMs - mlmMs, arCalls, filledTokens, tokensPerSecond: filledTokens / (totalMs / 1000) },
+  });
+}
+
+/** Runs the loop to the end: the whole result. */
+export async function infillAll(rt: MariaRuntime, input: InfillInput, options: InfillOptions = {}): Promise<InfillResult> {
+  const samples: InfillSample[] = [];
+  let timing: InfillResult['timing'] | null = null;
+  for await (const ev of infillLoop(rt, input, options, (r) => ((timing = r.timing), samples.push(...r.samples)))) void ev;
+  return { samples, timing: timing! };
+}
+
+/**
+ * Exact log p(x_M | x_¬M) of the true tokens at the masked positions: one MLM pass on the masked
+ * text and one teacher-forced AR pass.
+ */
+export async function scoreMasked(rt: MariaRuntime, ids: number[], masked: boolean[]): Promise<ScoreResult> {
+  const seq = parseInput(rt, { ids, masked });
+  const positions = masked.flatMap((m, i) => (m ? [i] : []));
+  const H = await mlmFeatures(rt, seq);
+  const dM = rt.spec.mlmHidden;
+  const V = rt.spec.vocabSize;
+  const K = positions.length;
+  const last = positions[K - 1];
+  const mlmHidden = new Float32Array(K * dM);
+  positions.forEach((p, k) => mlmHidden.set(H.subarray(p * dM, (p + 1) * dM), k * dM));
+  // AR input [BOS, x_0 … x_{last-1}]: the state at index p predicts x_p.
+  const logits = await rt.headStep(rt.newCache(1), [[rt.spec.arBosId, ...ids.slice(0, last)]], positions, mlmHidden);
+  const logp = new Float64Array(V);
+  const tokens = positions.map((p, k) => {
+    logSoftmaxRow(logits.subarray(k * V, (k + 1) * V), logp);
+    return { position: p, token: rt.tokenizer.idToToken(ids[p]) ?? '', id: ids[p], logprob: logp[ids[p]] };
+  });
+  const total = tokens.reduce((a, t) => a + t.logprob, 0);
+  return { tokens, logprob: total, nll: -total / K };
+}
