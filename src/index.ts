@@ -1,6 +1,7 @@
 // maria's public API. The layers, bottom up: the engine (graphs of primitive ops compiled to ONNX,
 // autodiff, training), weights I/O, model families from Hugging Face folders, tokenizers, and MARIA
-// itself (infill, score, head training, baselines, annealing).
+// itself (infill, score, head training, baselines, annealing), and its front ends (evaluation
+// harness, HTTP server, web export).
 
 // MARIA
 export { Maria, InfillTimeout } from './maria/maria.js';
@@ -11,12 +12,21 @@ export type { SamplingOptions } from './maria/sampling.js';
 export { createPoeBundle, pairModels } from './maria/create.js';
 export { readManifest, readHead, writeBundle, BundleError } from './maria/bundle.js';
 export type { BundleManifest } from './maria/bundle.js';
+export type { HeadWeights } from './maria/head.js';
 export { trainHead } from './maria/train-head.js';
 export type { TrainHeadOptions } from './maria/train-head.js';
-export { scoreWithMethod, infillWithMethod, METHODS } from './maria/baselines.js';
-export type { Method, MethodScore, BaselineInfillOptions } from './maria/baselines.js';
+export { scoreWithMethod, infillWithMethod, mdlmElbo, releaseBaselines, METHODS } from './maria/baselines.js';
+export type { Method, MethodScore, BaselineInfillOptions, MdlmElboOptions } from './maria/baselines.js';
 export { anneal, arEnergy } from './maria/anneal.js';
 export type { AnnealOptions, AnnealResult } from './maria/anneal.js';
+
+// Evaluation, serving, the in-browser export
+export { evaluate, evaluateUnconditional } from './eval/infill-eval.js';
+export type { EvalOptions, EvalResults, EvaluateUnconditionalOptions, UnconditionalResults } from './eval/infill-eval.js';
+export { buildServer, shutdownOnSignals } from './server/app.js';
+export type { ServerOptions } from './server/app.js';
+export { exportWeb } from './web/export.js';
+export type { WebManifest } from './web/manifest.js';
 
 // Models and tokenizers
 export { CausalLM } from './models/causal-lm.js';
@@ -48,5 +58,6 @@ export { Session } from './engine/runtime.js';
 export type { SessionOptions } from './engine/runtime.js';
 export { adamw, warmupCosine, warmupLinear, constantLr } from './engine/optim.js';
 export { TrainStep } from './engine/trainer.js';
+export type { TrainState } from './engine/trainer.js';
 export { readSafetensors, writeSafetensors, openCheckpoint, SafetensorsError } from './io/safetensors.js';
 export { writeFileAtomic } from './io/atomic.js';

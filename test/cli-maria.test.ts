@@ -81,6 +81,8 @@ describe('maria infill', () => {
       expect(f.logprob).toBeLessThanOrEqual(0);
     }
     expect(typeof out.timing.totalMs).toBe('number');
+    expect(typeof out.timing.loadMs).toBe('number');
+    for (const f of s.filled) expect(Object.keys(f)).toEqual(['position', 'token', 'id', 'logprob', 'alternatives']);
     const want = await lib.infill(TEXT);
     expect(s.text).toBe(want.samples[0].text);
     expect(s.filled.map((f) => f.id)).toEqual(want.samples[0].filled.map((f) => f.id));
@@ -128,6 +130,7 @@ describe('maria infill', () => {
     expect(lines).toHaveLength(3 * 2 + 1);
     const result = lines[6] as unknown as InfillJson;
     const events = lines.slice(0, 6) as Array<{ sample: number; position: number; id: number }>;
+    for (const e of events) expect(Object.keys(e)).toEqual(['sample', 'position', 'token', 'id', 'logprob']);
     const positions = lib.parse(TEXT).masked.flatMap((m, i) => (m ? [i] : []));
     expect(events.map((e) => [e.sample, e.position])).toEqual(positions.flatMap((p) => [[0, p], [1, p]]));
     for (const e of events) expect(result.samples[e.sample].filled.find((f) => f.position === e.position)!.id).toBe(e.id);

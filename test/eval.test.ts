@@ -10,7 +10,6 @@ import {
   distinctN,
   evalMask,
   evaluate,
-  mdlmElbo,
   parseMethod,
   qualityNumbers,
   ratioSe,
@@ -19,7 +18,7 @@ import {
 } from '../src/eval/infill-eval.js';
 import { brownPassages, type Passage } from '../src/eval/lm-eval.js';
 import { recoverOut, svgChart, writeReport } from '../src/eval/report.js';
-import { infillWithMethod } from '../src/maria/baselines.js';
+import { infillWithMethod, mdlmElbo } from '../src/maria/baselines.js';
 import { Maria } from '../src/maria/maria.js';
 import { TextTokenizer } from '../src/tokenizer/tokenizer.js';
 import { buildTinyPair, mobyDickText, removeTinyPair, type TinyPair } from './helpers/tiny-pair.js';
@@ -120,7 +119,7 @@ describe('evaluate', () => {
       const masked = evalMask(p.ids, 0.5, 'random', 7);
       const K = masked.filter(Boolean).length;
       for (const T of [1, 4, K]) {
-        const elbo = await mdlmElbo(maria, p.ids, masked, T, 8, 3);
+        const elbo = await mdlmElbo(maria, p.ids, masked, { steps: T, draws: 8, seed: 3 });
         expect(Number.isFinite(elbo)).toBe(true);
         expect(elbo).toBeGreaterThanOrEqual(0);
       }

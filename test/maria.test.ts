@@ -4,11 +4,14 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { infillWithMethod, mdlmElbo, METHODS, mlmLogitsModel, plainArModel, scoreWithMethod } from '../src/maria/baselines.js';
 import { BundleError, readHead, readManifest, writeBundle, type BundleManifest } from '../src/maria/bundle.js';
+import { mlmFeatures, mlmInputRow, scoreMasked, type MariaRuntime } from '../src/maria/core.js';
 import { createPoeBundle } from '../src/maria/create.js';
 import type { HeadWeights } from '../src/maria/head.js';
-import { Maria, type InfillEvent, type InfillResult } from '../src/maria/maria.js';
+import { InfillTimeout, Maria, type InfillEvent, type InfillResult } from '../src/maria/maria.js';
 import { InputError, positionsMask, randomMask, type MaskedSequence } from '../src/maria/masks.js';
+import { topIds } from '../src/maria/sampling.js';
 import { trainHead } from '../src/maria/train-head.js';
 import { mulberry32 } from '../src/engine/random.js';
 import { floatTensor, int64Tensor } from '../src/engine/runtime.js';
@@ -280,8 +283,20 @@ describe('sampling', () => {
     const others = await Promise.all([8, 9, 10].map((seed) => maria.infill(text, { ...opts, seed })));
     const distinct = new Set([a, ...others].map((r) => JSON.stringify(r.samples.map((s) => s.ids))));
     expect(distinct.size).toBeGreaterThan(1);
-    // Within one batch the samples differ too (they share the generator, not the draws).
+    // Within one batch the samples differ too (each has its own generator).
     expect(new Set(a.samples.map((s) => JSON.stringify(s.ids))).size).toBeGreaterThan(1);
+  });
+
+  it('sample b does not depend on how many samples run with it (MARIA and every baseline)', async () => {
+    const opts = { temperature: 1.5, seed: 7, alternatives: 0 };
+    const run = (method: string, samples: number) => infillWithMethod(maria, text, method, { ...opts, samples, steps: method === 'mdlm' ? 3 : undefined });
+    for (const method of METHODS) {
+      const ids = async (samples: number) => (await run(method, samples)).samples.map((s) => s.ids);
+      const [one, two, five] = [await ids(1), await ids(2), await ids(5)];
+      expect(two.slice(0, 1), method).toEqual(one);
+      expect(five.slice(0, 2), method).toEqual(two);
+      expect(new Set(five.map((x) => JSON.stringify(x))).size, method).toBeGreaterThan(1);
+    }
   });
 
   it('samples=N runs as one batch; each sample follows the exact distribution along its own prefix', async () => {
@@ -431,6 +446,135 @@ describe('score', () => {
     expect(Math.abs(a.tokens[0].logprob - b.tokens[0].logprob)).toBeLessThan(1e-6);
     expect(Math.abs(a.tokens[1].logprob - b.tokens[1].logprob)).toBeLessThan(1e-6);
     expect(Math.abs(a.tokens[2].logprob - b.tokens[2].logprob)).toBeGreaterThan(1e-6);
+  });
+});
+
+describe('scoring with the baselines', () => {
+  const ids = (): number[] => tok.encode(SENTENCE).ids;
+
+  it("MARIA's MLM session stops at the hidden states; the baselines' own session has the logits", async () => {
+    const out = await maria.mlm.forward([[BOS, 100, MASK, EOS]]);
+    expect(out.logits).toHaveLength(0);
+    expect(out.hidden).toHaveLength(4 * D);
+    // mlm-oneshot: Σ −log p_MLM(x_i | x~), against the reference MLM's logits.
+    const x = ids();
+    const positions = [2, 7];
+    const masked = positionsMask(x.length, positions);
+    const ref = await refMlmRows({ ids: x, masked });
+    const want = -positions.reduce((a, p) => a + logSoftmax(ref.logits[p])[x[p]], 0) / positions.length;
+    const got = await scoreWithMethod(maria, x, masked, 'mlm-oneshot');
+    expect(Math.abs(got.nll - want)).toBeLessThan(TOL);
+  });
+
+  it('mlm-l2r is the MLM chain rule, revealing the masked tokens left to right', async () => {
+    const x = ids();
+    const positions = [1, 4, 5, 9, 12];
+    let total = 0;
+    for (const [k, p] of positions.entries()) {
+      const still = positions.slice(k);
+      const { logits } = await refMlmRows({ ids: x, masked: x.map((_, i) => still.includes(i)) });
+      total -= logSoftmax(logits[p])[x[p]];
+    }
+    const got = await scoreWithMethod(maria, x, positionsMask(x.length, positions), 'mlm-l2r');
+    expect(Math.abs(got.nll - total / positions.length)).toBeLessThan(TOL);
+  });
+
+  it('score "mdlm" reports the continuous-time bound; mdlmElbo with steps gives the T-step one', async () => {
+    const x = ids();
+    const masked = randomMask(x, 0.4, 3);
+    const K = masked.filter(Boolean).length;
+    const s = await scoreWithMethod(maria, x, masked, 'mdlm', { seed: 3 });
+    expect(s.kind).toBe('elbo');
+    expect(s.nll).toBe((await mdlmElbo(maria, x, masked, { draws: 16, seed: 3 ^ 0xe1b0 })) / K);
+    // T = 1: t = 1, every masked token is masked in every draw, so L_1 = Σ −log p_MLM(x_i | x~).
+    const oneshot = await scoreWithMethod(maria, x, masked, 'mlm-oneshot');
+    expect(Math.abs((await mdlmElbo(maria, x, masked, { steps: 1, draws: 3, seed: 1 })) - oneshot.nll * K)).toBeLessThan(TOL * K);
+    await expect(mdlmElbo(maria, x, masked, { steps: 0 })).rejects.toThrow(InputError);
+  });
+
+  it('a scored id outside the vocabulary is an InputError (never a NaN score)', async () => {
+    const x = ids();
+    const masked = positionsMask(x.length, [4]);
+    for (const bad of [V, -1, 2.5]) {
+      const withBad = [...x];
+      withBad[4] = bad;
+      await expect(maria.score(withBad, masked)).rejects.toThrow(/scored token id .* at position 4 is outside the vocabulary/);
+      for (const method of METHODS) await expect(scoreWithMethod(maria, withBad, masked, method), method).rejects.toThrow(InputError);
+    }
+  });
+
+  it('baselines give up past maxTimeMs with InfillTimeout, as MARIA does', async () => {
+    const text = '[MASK:6] the watery part of the world';
+    for (const method of ['mlm-l2r', 'ar']) {
+      await expect(infillWithMethod(maria, text, method, { maxTimeMs: 0.001 }), method).rejects.toThrow(InfillTimeout);
+      expect((await infillWithMethod(maria, text, method, { maxTimeMs: 60_000 })).samples[0].filled).toHaveLength(6);
+    }
+    const x = tok.encode(mobyDickText(400)).ids.slice(0, 60);
+    const all = x.map(() => true); // 60 tokens: several MLM batches for mlm-l2r, 32 draws for mdlm
+    await expect(scoreWithMethod(maria, x, all, 'mlm-l2r', { maxTimeMs: 0.001 })).rejects.toThrow(InfillTimeout);
+    await expect(scoreWithMethod(maria, x, all, 'mdlm', { mdlmSamples: 32, maxTimeMs: 0.001 })).rejects.toThrow(InfillTimeout);
+  });
+
+  it('Maria.release() releases the sessions the baselines built', async () => {
+    const m = await Maria.load(pair.bundleDir, THREADS);
+    const ar = await plainArModel(m);
+    const mlm = await mlmLogitsModel(m);
+    expect((await ar.forward([BOS, 100])).logits).toHaveLength(2 * V);
+    expect((await mlm.forward([[BOS, MASK, EOS]])).logits).toHaveLength(3 * V);
+    await m.release();
+    await expect(ar.forward([BOS, 100])).rejects.toThrow();
+    await expect(mlm.forward([[BOS, MASK, EOS]])).rejects.toThrow();
+  });
+});
+
+describe('the MLM input row', () => {
+  const spec = { mlmMaskId: 9, mlmPrefixIds: [1], mlmSuffixIds: [2], arToMlm: Int32Array.from([0, 5, -1, 7]), mlmVocabSize: 8, mlmUnkId: 3 };
+
+  it('maps ids, puts [MASK] at masked positions, and sends a token the MLM lacks to its unknown token', () => {
+    expect(mlmInputRow(spec, [1, 3, 2, 0], [false, true, false, false])).toEqual([1, 5, 9, 3, 0, 2]);
+    expect(mlmInputRow(spec, [2], [true])).toEqual([1, 9, 2]); // masked: whatever the id
+    // Identical ids: an AR id past the MLM's vocabulary (padding rows).
+    expect(mlmInputRow({ ...spec, arToMlm: null }, [4, 8], [false, false])).toEqual([1, 4, 3, 2]);
+  });
+
+  it('without an unknown token, refuses with an InputError naming the token', () => {
+    const noUnk = { ...spec, mlmUnkId: null };
+    expect(() => mlmInputRow(noUnk, [1, 2], [false, false], (id) => `tok${id}`)).toThrow(InputError);
+    expect(() => mlmInputRow(noUnk, [1, 2], [false, false], (id) => `tok${id}`)).toThrow(/token "tok2" \(id 2\) at position 1 is not in the MLM's vocabulary/);
+    expect(() => mlmInputRow({ ...noUnk, arToMlm: null }, [8], [false])).toThrow(/token id 8 at position 0/);
+  });
+
+  it('is what MARIA and the baselines feed the MLM', async () => {
+    // The tiny pair shares ids: make token 100 one the MLM lacks.
+    const arToMlm = Int32Array.from({ length: V }, (_, i) => (i === 100 ? -1 : i));
+    const runtime = (mlmUnkId: number | null): MariaRuntime => ({ ...maria.runtime, spec: { ...maria.runtime.spec, arToMlm, mlmUnkId } });
+    const x = tok.encode(SENTENCE).ids;
+    x[3] = 100;
+    const masked = positionsMask(x.length, [5]);
+    await expect(scoreMasked(runtime(null), x, masked)).rejects.toThrow(/id 100\) at position 3 is not in the MLM's vocabulary/);
+    const withoutUnk = Object.assign(Object.create(maria) as Maria, { runtime: runtime(null) });
+    await expect(scoreWithMethod(withoutUnk, x, masked, 'mlm-oneshot')).rejects.toThrow(InputError);
+    // With an unknown token, the MLM reads it in that token's place.
+    const UNK = 4;
+    const got = await mlmFeatures(runtime(UNK), { ids: x, masked });
+    const want = await maria.mlmFeatures({ ids: x.map((id, i) => (i === 3 ? UNK : id)), masked });
+    expect(maxAbsDiff(got, want)).toBe(0);
+  });
+});
+
+describe('topIds', () => {
+  it('gives the k best ids, best first, ties to the lower id (as a full sort does)', () => {
+    const rand = mulberry32(5);
+    for (let trial = 0; trial < 200; trial++) {
+      const n = 1 + Math.floor(rand() * 40);
+      const row = Float64Array.from({ length: n }, () => (rand() < 0.1 ? -Infinity : Math.floor(rand() * 6)));
+      for (const k of [0, 1, 3, 5, n, n + 2]) {
+        const want = Array.from(row.keys())
+          .sort((a, b) => row[b] - row[a] || a - b)
+          .slice(0, k);
+        expect(topIds(row, k)).toEqual(want);
+      }
+    }
   });
 });
 

@@ -3,6 +3,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { CausalLM } from '../src/models/causal-lm.js';
+import { newKvCache } from '../src/models/kv-cache.js';
 
 const root = new URL('./data/hf-parity/', import.meta.url).pathname;
 const TOL = 5e-5;
@@ -59,4 +60,45 @@ describe('causal LM parity with HF transformers', () => {
       await lm.release();
     });
   }
+});
+
+describe('KV cache bookkeeping', () => {
+  it('refuses a capacity (or batch) that is not a positive integer', () => {
+    const shape = { numLayers: 1, kvHeads: 1, headDim: 2 };
+    for (const c of [0, -1, 1.5, NaN]) expect(() => newKvCache(shape, 1, c)).toThrow(/capacity must be a positive integer/);
+    expect(() => newKvCache(shape, 0)).toThrow(/batch must be a positive integer/);
+    expect(newKvCache(shape, 2, 1)).toMatchObject({ capacity: 1, used: 0 });
+  });
+
+  const dir = root + 'llama-a';
+  it.skipIf(!existsSync(dir + '/config.json'))('rows of different lengths in one batch, through a growing cache, equal each row run alone', async () => {
+    const lm = await CausalLM.load(dir, { threads: 1 });
+    const V = lm.config.vocabSize;
+    const a = [3, 17, 5, 9, 11, 2, 7];
+    const b = [8, 4, 6];
+    // Per step, the tokens each row adds (the shorter row is padded; a row may add nothing).
+    const steps = [
+      [a.slice(0, 4), b.slice(0, 1)],
+      [a.slice(4, 5), b.slice(1, 3)],
+      [a.slice(5, 6), []],
+      [a.slice(6, 7), []],
+    ];
+    const cache = lm.newCache(2, 1); // grows 1 → 2 → 4 → 8
+    const seen: number[][] = [[], []];
+    for (const rows of steps) {
+      const out = await lm.step(cache, rows);
+      for (let r = 0; r < 2; r++) {
+        for (let t = 0; t < rows[r].length; t++) {
+          seen[r].push(rows[r][t]);
+          const ref = await lm.forward(seen[r]);
+          const last = ref.logits.subarray((seen[r].length - 1) * V, seen[r].length * V);
+          expect(maxDiff(out.logits.subarray((r * out.T + t) * V, (r * out.T + t + 1) * V), last)).toBeLessThan(TOL);
+        }
+      }
+    }
+    expect(cache.used).toBe(4 + 2 + 1 + 1);
+    expect(cache.capacity).toBe(8);
+    expect(cache.next).toEqual([a.length, b.length]);
+    await lm.release();
+  });
 });

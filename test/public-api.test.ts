@@ -12,6 +12,10 @@ describe('package entry', () => {
     for (const name of ['Maria', 'CausalLM', 'MaskedLM', 'TextTokenizer', 'pairTokenizers', 'Graph', 'grad', 'compile', 'trainHead', 'pretrain', 'readSafetensors']) {
       expect(api, name).toHaveProperty(name);
     }
+    // The front ends and the baselines' lifecycle are public too.
+    for (const name of ['releaseBaselines', 'mdlmElbo', 'buildServer', 'shutdownOnSignals', 'evaluate', 'evaluateUnconditional', 'exportWeb']) {
+      expect(typeof (api as Record<string, unknown>)[name], name).toBe('function');
+    }
     const maria = await api.Maria.load(pair.bundleDir, { threads: 1 });
     const r = await maria.infill('Call me [MASK]. Some years ago', { seed: 1 });
     expect(r.samples[0].filled).toHaveLength(1);

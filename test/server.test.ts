@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Maria } from '../src/maria/maria.js';
 import { spanMask } from '../src/maria/masks.js';
 import { buildServer, shutdownOnSignals, type ServerOptions } from '../src/server/app.js';
-import { infillJson } from '../src/server/shapes.js';
+import { infillJson } from '../src/maria/shapes.js';
 import { buildTinyPair, removeTinyPair, type TinyPair } from './helpers/tiny-pair.js';
 
 let pair: TinyPair;
@@ -343,6 +343,8 @@ describe('queue, timeout, shutdown', () => {
   it('504 when a request outlives the timeout (JSON, and an error event when streaming)', async () => {
     const { base: b } = await start({ timeoutMs: 200, maxSamples: 64 });
     expectError(await post(`${b}/v1/infill`, SLOW), 504, 'timeout');
+    // Baselines too (they get the time left as maxTimeMs).
+    expectError(await post(`${b}/v1/infill`, { ...SLOW, method: 'mlm-l2r' }), 504, 'timeout');
     const sse = await post(`${b}/v1/infill`, SLOW, { accept: 'text/event-stream' });
     expect(sse.status).toBe(200);
     const events = parseSse(sse.text);

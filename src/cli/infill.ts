@@ -13,6 +13,7 @@ import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { InfillTimeout, Maria, type InfillEvent, type InfillOptions, type InfillResult } from '../maria/maria.js';
 import type { MaskedSequence } from '../maria/masks.js';
+import { infillJson, tokenLineJson } from '../maria/shapes.js';
 import type { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { action, CliError, parseInteger, parseNumber, usageErrorsExit2 } from './util.js';
 
@@ -148,7 +149,7 @@ async function infillCommand(text: string, opts: InfillCliOptions): Promise<void
           }
           const ev = next.value;
           if (printer) printer.onEvent(ev);
-          else process.stdout.write(`${JSON.stringify({ sample: ev.sample, position: ev.position, token: ev.token, id: ev.id, logprob: ev.logprob })}\n`);
+          else process.stdout.write(`${JSON.stringify(tokenLineJson(ev))}\n`);
         }
         printer?.finish();
       } else {
@@ -162,14 +163,7 @@ async function infillCommand(text: string, opts: InfillCliOptions): Promise<void
       throw err;
     }
     if (opts.json) {
-      const out = {
-        samples: result.samples.map((s) => ({
-          text: s.text,
-          filled: s.filled.map((f) => ({ position: f.position, token: f.token, id: f.id, logprob: f.logprob, alternatives: f.alternatives })),
-        })),
-        timing: { ...result.timing, loadMs },
-      };
-      process.stdout.write(`${JSON.stringify(out)}\n`);
+      process.stdout.write(`${JSON.stringify(infillJson(result, { loadMs }))}\n`);
       return;
     }
     if (!opts.stream || samples > 1) {

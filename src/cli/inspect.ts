@@ -61,7 +61,7 @@ export async function causalForward(lm: CausalLM, ids: number[], mask: number[] 
     const out = await lm.step(cache, [ids.slice(s, e)]);
     hidden.push(...rowsOf(out.hidden, out.T));
     logits.push(...rowsOf(out.logits, out.T));
-    if (mask) for (let i = s; i < e; i++) if (mask[i] === 0) cache.valid[0][i] = 0;
+    if (mask) for (let i = s; i < e; i++) if (mask[i] === 0) cache.valid[i] = 0n; // row 0, slot i
   }
   return { hidden, logits };
 }
@@ -136,7 +136,10 @@ function requireTokenizer(dir: string): TextTokenizer {
   const tok = loadTokenizerIfPresent(dir);
   if (!tok) fail(`${dir}: no tokenizer.json in this folder (maria needs a Hugging Face tokenizer.json)`);
   // In a model folder the tokenizer must fit the embedding (a tokenizer-only folder has no config).
-  if (existsSync(join(dir, 'config.json'))) checkTokenizerFits(dir, tok, readModelInfo(dir).config.vocabSize);
+  if (existsSync(join(dir, 'config.json'))) {
+    const config = HfConfig.load(dir);
+    if (config.has('vocab_size', 'n_vocab')) checkTokenizerFits(dir, tok, config.int(['vocab_size', 'n_vocab']));
+  }
   return tok;
 }
 

@@ -10,6 +10,7 @@
 import type { Command } from 'commander';
 import { METHODS, releaseBaselines, scoreWithMethod } from '../maria/baselines.js';
 import { positionsMask, randomMask, spanMask } from '../maria/masks.js';
+import { scoreJson } from '../maria/shapes.js';
 import { loadBundle } from './infill.js';
 import { action, CliError, parseInteger, parseIntList, parseNumber, usageErrorsExit2 } from './util.js';
 
@@ -53,7 +54,7 @@ async function scoreCommand(opts: ScoreCliOptions): Promise<void> {
     const masked = scoringMask(ids, { rate, seed, spans: !!opts.spans, positions });
     const r = await scoreWithMethod(maria, ids, masked, method);
     if (opts.json) {
-      process.stdout.write(`${JSON.stringify({ nll: r.nll, tokens: r.tokens, method: r.method })}\n`);
+      process.stdout.write(`${JSON.stringify(scoreJson(r))}\n`);
       return;
     }
     const what = r.kind === 'elbo' ? 'upper bound (ELBO)' : r.kind === 'independent' ? 'independent per-token marginals' : 'exact';

@@ -70,9 +70,11 @@ export function floatTensor(data: Float32Array | number[], dims: number[]): ort.
   return new ort.Tensor('float32', data instanceof Float32Array ? data : Float32Array.from(data), dims);
 }
 
-/** An int64 ORT tensor from numbers. */
+/** An int64 ORT tensor from numbers (a BigInt64Array is used as it is). */
 export function int64Tensor(data: ArrayLike<number> | BigInt64Array, dims: number[]): ort.Tensor {
-  const arr = data instanceof BigInt64Array ? data : BigInt64Array.from(Array.from(data, (v) => BigInt(v)));
+  if (data instanceof BigInt64Array) return new ort.Tensor('int64', data, dims);
+  const arr = new BigInt64Array(data.length);
+  for (let i = 0; i < data.length; i++) arr[i] = BigInt(data[i]);
   return new ort.Tensor('int64', arr, dims);
 }
 

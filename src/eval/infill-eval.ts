@@ -8,8 +8,10 @@
 //   nll        mean −log p(x_i | …) per masked token (nats), Σ over passages / Σ masked tokens.
 //              'exact'       maria, maria-poe, mlm-l2r, ar: log p(x_M | x_¬M) by the chain rule
 //                            (ar: conditioned on the left context only);
-//              'elbo'        mdlm-T: the T-step MDLM bound L_T (see mdlmElbo), an upper bound on
-//                            the NLL of the T-step sampler, estimated by Monte Carlo;
+//              'elbo'        mdlm-T: the T-step MDLM bound L_T (mdlmElbo with steps T, in
+//                            src/maria/baselines.ts), an upper bound on the NLL of the T-step
+//                            sampler, estimated by Monte Carlo (`maria score --method mdlm`
+//                            reports the continuous-time bound L_∞ instead);
 //              'independent' mlm-oneshot: Σ_i −log p_MLM(x_i | x_¬M), every masked token on its
 //                            own (not a joint likelihood; neither a bound nor comparable as one).
 //   ppl        exp(nll).
@@ -41,10 +43,9 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { resolve } from 'node:path';
 import { seededHash } from '../data/corpus.js';
-import { mulberry32 } from '../engine/random.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { anneal } from '../maria/anneal.js';
-import { infillWithMethod, plainArModel, releaseBaselines, scoreWithMethod } from '../maria/baselines.js';
+import { infillWithMethod, mdlmElbo, plainArModel, releaseBaselines, scoreWithMethod } from '../maria/baselines.js';
 import { Maria, type InfillResult } from '../maria/maria.js';
 import { InputError, randomMask, spanMask, type MaskedSequence } from '../maria/masks.js';
 import { logSoftmaxRow } from '../maria/sampling.js';
@@ -136,59 +137,6 @@ export function distinctN(seqs: readonly (readonly number[])[], n: number, touch
     }
   }
   return total > 0 ? seen.size / total : null;
-}
-
-/** The MLM's log-probabilities over the AR vocabulary from one row of MLM logits. */
-function mlmLogProbs(m: Maria, row: Float32Array, out: Float64Array): Float64Array {
-  const V = m.head.vocabSize;
-  const mapped = new Float32Array(V);
-  for (let v = 0; v < V; v++) {
-    const j = m.arToMlm ? m.arToMlm[v] : v;
-    mapped[v] = j >= 0 && j < row.length ? row[j] : -Infinity;
-  }
-  return logSoftmaxRow(mapped, out);
-}
-
-/**
- * The T-step MDLM bound (Sahoo et al. 2024, discrete time, linear schedule α_t = 1 − t), summed over
- * the masked tokens, in nats:
- *
- *   −log p_T(x_M | x_¬M) ≤ L_T = Σ_{k=1..T} (1/T)(1/t_k) E_{z ~ q(·|x, t_k)} Σ_{i ∈ M, z_i = [MASK]} −log p_MLM(x_i | z)
- *
- * with t_k = k/T and q masking each position of M independently with probability t. Estimated with
- * `draws` Monte-Carlo draws, k stratified over 1..T. L_T decreases toward the continuous-time
- * bound L_∞ as T grows (the ELBO of `scoreWithMethod(…, 'mdlm')`), so a sampler with fewer steps
- * gets a looser (higher) bound. Special tokens are not banned (as in the other scores).
- */
-export async function mdlmElbo(m: Maria, ids: readonly number[], masked: readonly boolean[], T: number, draws: number, seed: number): Promise<number> {
-  if (!Number.isInteger(T) || T < 1) throw new InputError(`steps must be a positive integer, got ${T}`);
-  if (!Number.isInteger(draws) || draws < 1) throw new InputError(`ELBO draws must be a positive integer, got ${draws}`);
-  const rand = mulberry32(seed);
-  const positions = masked.flatMap((x, i) => (x ? [i] : []));
-  const samples = Array.from({ length: draws }, (_, s) => {
-    const k = Math.min(T, Math.floor(((s + rand()) / draws) * T) + 1);
-    const t = k / T;
-    return { t, mask: masked.map((x) => x && rand() < t) };
-  });
-  const { mlmPrefixIds: pre, mlmSuffixIds: post, mlmMaskId } = m.manifest;
-  const V = m.head.vocabSize;
-  const lp = new Float64Array(V);
-  let total = 0;
-  for (let s = 0; s < samples.length; s += 16) {
-    const chunk = samples.slice(s, s + 16).filter((d) => d.mask.some(Boolean));
-    if (chunk.length === 0) continue;
-    const rows = chunk.map((d) => [...pre, ...ids.map((id, i) => (d.mask[i] ? mlmMaskId : m.arToMlm ? m.arToMlm[id] : id)), ...post]);
-    const out = await m.mlm.forward(rows);
-    const Vm = out.logits.length / (out.B * out.T);
-    chunk.forEach((d, b) => {
-      for (const p of positions) {
-        if (!d.mask[p]) continue;
-        const start = (b * out.T + pre.length + p) * Vm;
-        total -= mlmLogProbs(m, out.logits.subarray(start, start + Vm), lp)[ids[p]] / d.t;
-      }
-    });
-  }
-  return total / draws;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -602,7 +550,7 @@ async function evalPassage(ctx: Context, spec: MethodSpec, passage: Passage, ind
   const steps = stepsFor(spec, K);
   let t = now();
   let nll: number;
-  if (spec.base === 'mdlm') nll = await mdlmElbo(m, passage.ids, masked, steps!, ctx.elboDraws, derivedSeed(ctx.seed, `elbo/${key}`));
+  if (spec.base === 'mdlm') nll = await mdlmElbo(m, passage.ids, masked, { steps, draws: ctx.elboDraws, seed: derivedSeed(ctx.seed, `elbo/${key}`) });
   else {
     const s = await scoreWithMethod(m, [...passage.ids], masked, spec.base);
     nll = s.nll * s.tokens;

@@ -3,14 +3,19 @@
 //   mlm-l2r      one MLM pass per masked token, revealing left to right (exact likelihood)
 //   ar           the AR alone, left context only (exact likelihood of x_M given the left context)
 //   mdlm         masked-diffusion sampling with T steps using the MLM as the denoiser; its
-//                likelihood is the MDLM ELBO (an upper bound on the NLL), estimated by Monte Carlo
+//                likelihood is an MDLM ELBO (an upper bound on the NLL), estimated by Monte Carlo
+//                (mdlmElbo: the continuous-time bound, or the T-step one)
 //   maria-poe    MARIA with the untrained product-of-experts head (load the bundle with it)
 // SEDD's absorbing-state sampler with an un-time-conditioned MLM reduces to the mdlm sampler here.
+// The sessions the baselines need beyond MARIA's own (the AR with its logits, the MLM with its
+// logits) are built on first use from the loaded weights and released by Maria.release().
 import { mulberry32 } from '../engine/random.js';
 import { CausalLM } from '../models/causal-lm.js';
+import { MaskedLM } from '../models/masked-lm.js';
+import { InfillTimeout, mlmInputRow } from './core.js';
 import type { Maria, InfillResult, InfillSample, FilledToken, InfillOptions } from './maria.js';
 import { InputError, type MaskedSequence } from './masks.js';
-import { checkSampling, logSoftmaxRow, sampleToken, topIds } from './sampling.js';
+import { checkSampling, logSoftmaxRow, rowRandom, sampleToken, topIds } from './sampling.js';
 
 export const METHODS = ['maria', 'mlm-l2r', 'mlm-oneshot', 'ar', 'mdlm'] as const;
 export type Method = (typeof METHODS)[number];
@@ -25,25 +30,38 @@ export interface MethodScore {
 }
 
 const plainAr = new WeakMap<Maria, Promise<CausalLM>>();
+const mlmWithLogits = new WeakMap<Maria, Promise<MaskedLM>>();
 
 /** The AR without MARIA's head (its own logits), built once per Maria from the loaded weights. */
 export function plainArModel(m: Maria): Promise<CausalLM> {
   let p = plainAr.get(m);
   if (!p) {
-    p = CausalLM.fromParams(m.ar.family, m.ar.config, m.ar.params, {}, m.ar.dir);
+    p = CausalLM.fromParams(m.ar.family, m.ar.config, m.ar.params, m.sessionOptions, m.ar.dir);
     plainAr.set(m, p);
   }
   return p;
 }
 
-/** Releases the plain AR session a baseline created. */
-export async function releaseBaselines(m: Maria): Promise<void> {
-  const p = plainAr.get(m);
-  if (p) await (await p).release();
-  plainAr.delete(m);
+/** The MLM with its logits (Maria's own MLM session stops at the hidden states), built once per Maria. */
+export function mlmLogitsModel(m: Maria): Promise<MaskedLM> {
+  let p = mlmWithLogits.get(m);
+  if (!p) {
+    p = MaskedLM.fromParams(m.mlm.family, m.mlm.config, m.mlm.params, m.sessionOptions, m.mlm.dir);
+    mlmWithLogits.set(m, p);
+  }
+  return p;
 }
 
-/** Log-probabilities over the AR vocabulary from one row of MLM logits. */
+/** Releases the sessions the baselines created for `m` (Maria.release() calls it). */
+export async function releaseBaselines(m: Maria): Promise<void> {
+  const made = [plainAr.get(m), mlmWithLogits.get(m)];
+  plainAr.delete(m);
+  mlmWithLogits.delete(m);
+  // A session whose creation failed has nothing to release.
+  await Promise.all(made.map(async (p) => (await p?.catch(() => null))?.release()));
+}
+
+/** Log-probabilities over the AR vocabulary from one row of MLM logits (−∞ where the MLM lacks the token). */
 function mlmLogProbs(m: Maria, row: Float32Array, out: Float64Array): Float64Array {
   const V = m.head.vocabSize;
   const mapped = new Float32Array(V);
@@ -55,11 +73,10 @@ function mlmLogProbs(m: Maria, row: Float32Array, out: Float64Array): Float64Arr
 }
 
 /** MLM logits for one pass over rows that each have their own mask (masked[i] → [MASK]). */
-async function mlmBatch(m: Maria, rows: number[][], masks: boolean[][]): Promise<{ logits: Float32Array; T: number; offset: number; Vm: number }> {
-  const { mlmPrefixIds: pre, mlmSuffixIds: post, mlmMaskId } = m.manifest;
-  const inputs = rows.map((ids, b) => [...pre, ...ids.map((id, i) => (masks[b][i] ? mlmMaskId : m.arToMlm ? m.arToMlm[id] : id)), ...post]);
-  const out = await m.mlm.forward(inputs);
-  return { logits: out.logits, T: out.T, offset: pre.length, Vm: out.logits.length / (out.B * out.T) };
+async function mlmBatch(m: Maria, rows: readonly (readonly number[])[], masks: readonly (readonly boolean[])[]): Promise<{ logits: Float32Array; T: number; offset: number; Vm: number }> {
+  const inputs = rows.map((ids, b) => mlmInputRow(m.runtime.spec, ids, masks[b], (id) => m.tokenizer.idToToken(id)));
+  const out = await (await mlmLogitsModel(m)).forward(inputs);
+  return { logits: out.logits, T: out.T, offset: m.manifest.mlmPrefixIds.length, Vm: out.logits.length / (out.B * out.T) };
 }
 
 /** The MLM's log-probabilities at text position i of batch row b. */
@@ -73,12 +90,85 @@ async function forChunks<T>(items: T[], size: number, fn: (chunk: T[], start: nu
   for (let s = 0; s < items.length; s += size) await fn(items.slice(s, s + size), s);
 }
 
+/** A check to run before each model pass: throws InfillTimeout once `maxTimeMs` have passed since `start`. */
+type DeadlineCheck = (progress: string) => void;
+function deadlineCheck(start: number, maxTimeMs: number | undefined, what: string): DeadlineCheck {
+  const deadline = maxTimeMs ? start + maxTimeMs : Infinity;
+  return (progress) => {
+    if (performance.now() > deadline) throw new InfillTimeout(`${what} took longer than ${maxTimeMs} ms (${progress})`);
+  };
+}
+
+export interface MdlmElboOptions {
+  /** Denoising steps T of the discrete-time bound; absent: the continuous-time bound (T → ∞). */
+  steps?: number;
+  /** Monte-Carlo draws of t (default 16). */
+  draws?: number;
+  /** Seed of the draws (default 0). */
+  seed?: number;
+  /** Give up (InfillTimeout) after this many milliseconds. */
+  maxTimeMs?: number;
+}
+
 /**
- * Scores the true tokens at the masked positions with `method`. `mdlmSamples` Monte-Carlo draws
- * of t estimate the ELBO (stratified over (0,1), seeded).
+ * An MDLM bound (Sahoo et al. 2024, linear schedule α_t = 1 − t) on −log p(x_M | x_¬M), summed over
+ * the masked tokens, in nats, with the MLM as the denoiser. q(z_t | x) masks each position of M
+ * independently with probability t; the draws of t are stratified over (0, 1) and seeded.
+ *
+ * - Without `steps`, the continuous-time bound (what `scoreWithMethod(…, 'mdlm')`, hence `maria
+ *   score --method mdlm` and the server's "mdlm", report):
+ *     L_∞ = E_{t ~ U(0,1)} E_{z ~ q(·|x, t)} (1/t) Σ_{i ∈ M, z_i = [MASK]} −log p_MLM(x_i | z)
+ * - With `steps` T, the T-step bound of the T-step sampler (what `maria eval`'s mdlm-T reports):
+ *     L_T = Σ_{k=1..T} (1/T)(1/t_k) E_{z ~ q(·|x, t_k)} Σ_{i ∈ M, z_i = [MASK]} −log p_MLM(x_i | z),
+ *   t_k = k/T, k stratified over 1..T. L_T decreases toward L_∞ as T grows, so a sampler with fewer
+ *   steps gets a looser (higher) bound.
+ * Special tokens are not banned (as in the other scores).
  */
-export async function scoreWithMethod(m: Maria, ids: number[], masked: boolean[], method: string, options: { mdlmSamples?: number; seed?: number } = {}): Promise<MethodScore> {
-  const seq = m.parse({ ids, masked });
+export async function mdlmElbo(m: Maria, ids: readonly number[], masked: readonly boolean[], options: MdlmElboOptions = {}): Promise<number> {
+  const check = deadlineCheck(performance.now(), options.maxTimeMs, 'the MDLM bound');
+  m.parse({ ids: [...ids], masked: [...masked] }, true);
+  return mdlmBound(m, ids, masked, options, check);
+}
+
+async function mdlmBound(m: Maria, ids: readonly number[], masked: readonly boolean[], options: MdlmElboOptions, check: DeadlineCheck): Promise<number> {
+  const T = options.steps;
+  const draws = options.draws ?? 16;
+  if (T !== undefined && !(Number.isInteger(T) && T >= 1)) throw new InputError(`steps must be a positive integer, got ${T}`);
+  if (!Number.isInteger(draws) || draws < 1) throw new InputError(`ELBO draws must be a positive integer, got ${draws}`);
+  const rand = mulberry32(options.seed ?? 0);
+  const positions = masked.flatMap((x, i) => (x ? [i] : []));
+  const samples = Array.from({ length: draws }, (_, s) => {
+    const u = (s + rand()) / draws;
+    const t = T === undefined ? u : Math.min(T, Math.floor(u * T) + 1) / T;
+    return { t, mask: masked.map((x) => x && rand() < t) };
+  });
+  const lp = new Float64Array(m.head.vocabSize);
+  let total = 0;
+  // Draws that mask nothing add nothing: they need no MLM pass.
+  await forChunks(samples.filter((d) => d.mask.some(Boolean)), 16, async (chunk, start) => {
+    check(`${start} of ${draws} draws done`);
+    const batch = await mlmBatch(m, chunk.map(() => ids), chunk.map((d) => d.mask));
+    chunk.forEach((d, b) => {
+      for (const p of positions) if (d.mask[p]) total -= mlmRow(m, batch, b, p, lp)[ids[p]] / d.t;
+    });
+  });
+  return total / draws;
+}
+
+/**
+ * Scores the true tokens at the masked positions with `method`. For mdlm, `mdlmSamples`
+ * Monte-Carlo draws of t estimate the continuous-time ELBO (see mdlmElbo). Past `maxTimeMs`, it
+ * throws InfillTimeout (checked before each model pass).
+ */
+export async function scoreWithMethod(
+  m: Maria,
+  ids: number[],
+  masked: boolean[],
+  method: string,
+  options: { mdlmSamples?: number; seed?: number; maxTimeMs?: number } = {},
+): Promise<MethodScore> {
+  const check = deadlineCheck(performance.now(), options.maxTimeMs, 'scoring');
+  const seq = m.parse({ ids, masked }, true);
   const positions = seq.masked.flatMap((x, i) => (x ? [i] : []));
   const K = positions.length;
   const V = m.head.vocabSize;
@@ -96,8 +186,9 @@ export async function scoreWithMethod(m: Maria, ids: number[], masked: boolean[]
     }
     case 'mlm-l2r': {
       // Row k reveals the first k masked tokens: all |M| factors of the chain rule in few batches.
-      const masks = positions.map((_, k) => masked.map((x, i) => x && !positions.slice(0, k).includes(i)));
+      const masks = positions.map((_, k) => masked.map((x, i) => x && i >= positions[k]));
       await forChunks(masks, 16, async (chunk, start) => {
+        check(`scored ${start} of ${K} tokens`);
         const batch = await mlmBatch(m, chunk.map(() => ids), chunk);
         chunk.forEach((_, b) => (total -= mlmRow(m, batch, b, positions[start + b], lp)[ids[positions[start + b]]]));
       });
@@ -114,21 +205,9 @@ export async function scoreWithMethod(m: Maria, ids: number[], masked: boolean[]
       return { nll: total / K, tokens: K, method, kind: 'exact' };
     }
     case 'mdlm': {
-      // MDLM's continuous-time bound with the linear schedule α_t = 1 − t:
-      //   −log p(x_M | x_¬M) ≤ E_t[(1/t) Σ_{i∈M masked in z_t} −log p(x_i | z_t)]
-      const S = options.mdlmSamples ?? 16;
-      const rand = mulberry32((options.seed ?? 0) ^ 0xe1b0);
-      const draws = Array.from({ length: S }, (_, s) => {
-        const t = (s + rand()) / S;
-        return { t, mask: masked.map((x) => x && rand() < t) };
-      });
-      await forChunks(draws, 16, async (chunk) => {
-        const batch = await mlmBatch(m, chunk.map(() => ids), chunk.map((d) => d.mask));
-        chunk.forEach((d, b) => {
-          for (const p of positions) if (d.mask[p]) total -= mlmRow(m, batch, b, p, lp)[ids[p]] / d.t;
-        });
-      });
-      return { nll: total / S / K, tokens: K, method, kind: 'elbo' };
+      // The continuous-time bound (not the T-step one of `maria eval`'s mdlm-T).
+      const bound = await mdlmBound(m, ids, masked, { draws: options.mdlmSamples ?? 16, seed: (options.seed ?? 0) ^ 0xe1b0 }, check);
+      return { nll: bound / K, tokens: K, method, kind: 'elbo' };
     }
     default:
       throw new InputError(`unknown method "${method}" (choose from ${METHODS.join(', ')})`);
@@ -142,18 +221,22 @@ export interface BaselineInfillOptions extends InfillOptions {
 
 /**
  * Infills with a baseline method (same result shape as Maria.infill). `maria` delegates to it.
+ * As with Maria, each sample draws from its own generator seeded from (seed, sample index), and
+ * past `maxTimeMs` it throws InfillTimeout (checked before each model pass).
  */
 export async function infillWithMethod(m: Maria, input: string | MaskedSequence, method: string, options: BaselineInfillOptions = {}): Promise<InfillResult> {
   if (method === 'maria') return m.infill(input, options);
   if (!(METHODS as readonly string[]).includes(method)) throw new InputError(`unknown method "${method}" (choose from ${METHODS.join(', ')})`);
   checkSampling(options);
   const t0 = performance.now();
+  const check = deadlineCheck(t0, options.maxTimeMs, 'infilling');
   const seq = m.parse(input);
   const N = options.samples ?? 1;
   if (!Number.isInteger(N) || N < 1) throw new InputError(`samples must be a positive integer, got ${N}`);
   const nAlt = options.alternatives ?? 5;
   const V = m.head.vocabSize;
-  const rand = mulberry32(options.seed ?? 0);
+  const seed = options.seed ?? 0;
+  const rands = Array.from({ length: N }, (_, b) => rowRandom(seed, b));
   const banned = new Set(m.manifest.bannedIds);
   const rows = Array.from({ length: N }, () => [...seq.ids]);
   const filled: FilledToken[][] = Array.from({ length: N }, () => []);
@@ -167,12 +250,13 @@ export async function infillWithMethod(m: Maria, input: string | MaskedSequence,
     for (let v = 0; v < V; v++) s += Math.exp(lp[v] - max);
     const lse = max + Math.log(s);
     for (let v = 0; v < V; v++) lp[v] -= lse;
-    const id = sampleToken(lp, options, rand);
+    const id = sampleToken(lp, options, rands[b]);
     rows[b][position] = id;
     const alternatives = topIds(lp, nAlt).map((a) => ({ token: m.tokenizer.idToToken(a) ?? '', id: a, logprob: lp[a] }));
     filled[b].push({ position, token: m.tokenizer.idToToken(id) ?? '', id, logprob: lp[id], alternatives });
   };
   const positions = seq.masked.flatMap((x, i) => (x ? [i] : []));
+  const progress = (): string => `filled ${filled[0].length} of ${positions.length} tokens`;
   let passes = 0;
   if (method === 'mlm-oneshot') {
     const batch = await mlmBatch(m, [seq.ids], [seq.masked]);
@@ -193,6 +277,7 @@ export async function infillWithMethod(m: Maria, input: string | MaskedSequence,
     let batch: Awaited<ReturnType<typeof mlmBatch>> | null = null;
     for (let s = T; s >= 1; s--) {
       if (!batch) {
+        check(progress());
         batch = await mlmBatch(m, rows, still);
         passes++;
       }
@@ -201,7 +286,7 @@ export async function infillWithMethod(m: Maria, input: string | MaskedSequence,
         const reveal: number[] =
           method === 'mlm-l2r'
             ? [positions[T - s]]
-            : positions.filter((p) => still[b][p] && (s === 1 || rand() < 1 / s)); // (t−s')/t with t = s/T, s' = (s−1)/T
+            : positions.filter((p) => still[b][p] && (s === 1 || rands[b]() < 1 / s)); // (t−s')/t with t = s/T, s' = (s−1)/T
         for (const p of reveal) {
           mlmRow(m, current, b, p, lp);
           choose(b, p);
@@ -220,6 +305,7 @@ export async function infillWithMethod(m: Maria, input: string | MaskedSequence,
         for (const p of pending) p.push(seq.ids[i]);
         continue;
       }
+      check(progress());
       const out = await ar.step(cache, pending);
       passes++;
       const T = out.T;

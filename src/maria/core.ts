@@ -3,13 +3,15 @@
 // compiled into the step graph. Nothing here touches an ONNX Runtime package or Node: Maria
 // (onnxruntime-node) and the in-browser runner (onnxruntime-web, src/web/browser-maria.ts) give
 // the same runtime calls to the same code, so the same graphs produce the same tokens.
-import { mulberry32 } from '../engine/random.js';
 import type { KvCache } from '../models/kv-cache.js';
 import { InputError, parseMaskedText, type MaskedSequence } from './masks.js';
-import { checkSampling, logSoftmaxRow, sampleToken, topIds, type SamplingOptions } from './sampling.js';
+import { checkSampling, logSoftmaxRow, rowRandom, sampleToken, topIds, type SamplingOptions } from './sampling.js';
 
 export interface InfillOptions extends SamplingOptions {
-  /** Seed of the sampler (default 0). */
+  /**
+   * Seed of the sampler (default 0). Each sample has its own generator, seeded from (seed, sample
+   * index), so sample b is the same whatever the number of samples.
+   */
   seed?: number;
   /** Number of samples, run as one batch (default 1). */
   samples?: number;
@@ -81,8 +83,44 @@ export interface MariaSpec {
   mlmHidden: number;
   /** The longest text (in decoder tokens) both models can take. */
   maxTokens: number;
-  /** AR id → MLM id (null when the ids are identical). */
+  /** AR id → MLM id (null when the ids are identical); −1 where the MLM lacks the token. */
   arToMlm: ArrayLike<number> | null;
+  /** The MLM's vocabulary (its embedding rows). */
+  mlmVocabSize: number;
+  /** The MLM's unknown token, if it has one: what an AR token the MLM lacks becomes. */
+  mlmUnkId: number | null;
+}
+
+/** What building the MLM's input row needs (a MariaSpec has it). */
+export type MlmRowSpec = Pick<MariaSpec, 'mlmMaskId' | 'mlmPrefixIds' | 'mlmSuffixIds' | 'arToMlm' | 'mlmVocabSize' | 'mlmUnkId'>;
+
+/**
+ * The MLM's input row for a text of AR ids: the prefix, each id mapped to the MLM's ([MASK] at the
+ * masked positions), the suffix. An unmasked token the MLM lacks (−1 in arToMlm, or an id past the
+ * MLM's vocabulary) becomes the MLM's unknown token; without one it is an InputError naming the
+ * token. (Never a −1 or out-of-range id: ONNX Gather would read a wrong embedding row or fail.)
+ */
+export function mlmInputRow(spec: MlmRowSpec, ids: readonly number[], masked: readonly boolean[], tokenName?: (id: number) => string | null): number[] {
+  const { mlmMaskId, mlmPrefixIds, mlmSuffixIds, arToMlm, mlmVocabSize, mlmUnkId } = spec;
+  const row = new Array<number>(mlmPrefixIds.length + ids.length + mlmSuffixIds.length);
+  let at = 0;
+  for (const id of mlmPrefixIds) row[at++] = id;
+  for (let i = 0; i < ids.length; i++) {
+    if (masked[i]) {
+      row[at++] = mlmMaskId;
+      continue;
+    }
+    const id = ids[i];
+    const j = arToMlm ? arToMlm[id] : id;
+    if (Number.isInteger(j) && j >= 0 && j < mlmVocabSize) row[at++] = j;
+    else if (mlmUnkId !== null) row[at++] = mlmUnkId;
+    else {
+      const name = tokenName?.(id);
+      throw new InputError(`token ${name != null ? `${JSON.stringify(name)} (id ${id})` : `id ${id}`} at position ${i} is not in the MLM's vocabulary, and the MLM has no unknown token to stand for it`);
+    }
+  }
+  for (const id of mlmSuffixIds) row[at++] = id;
+  return row;
 }
 
 /** The tokenizer calls the loop makes (TextTokenizer provides them). */
@@ -114,26 +152,32 @@ export function maxTokensOf(mlmMaxPositions: number, arMaxPositions: number, mlm
   return Math.min(mlmMaxPositions - mlmPrefix - mlmSuffix, arMaxPositions);
 }
 
-/** Tokenizes text with mask markers (or checks given ids and mask) against the bundle's limits. */
-export function parseInput(rt: Pick<MariaRuntime, 'spec' | 'tokenizer'>, input: InfillInput): MaskedSequence {
+/**
+ * Tokenizes text with mask markers (or checks given ids and mask) against the bundle's limits. For
+ * infilling the ids at masked positions are placeholders; for `scoring` they are the tokens scored,
+ * so they are checked too.
+ */
+export function parseInput(rt: Pick<MariaRuntime, 'spec' | 'tokenizer'>, input: InfillInput, scoring = false): MaskedSequence {
   const seq = typeof input === 'string' ? parseMaskedText(input, (s) => rt.tokenizer.encode(s).ids) : input;
   if (seq.ids.length !== seq.masked.length) throw new InputError(`ids (${seq.ids.length}) and mask (${seq.masked.length}) differ in length`);
   if (seq.ids.length > rt.spec.maxTokens) {
     throw new InputError(`the text is ${seq.ids.length} tokens long; these models take at most ${rt.spec.maxTokens}`);
   }
   if (!seq.masked.some(Boolean)) throw new InputError('nothing is masked');
+  const V = rt.spec.vocabSize;
   seq.ids.forEach((id, i) => {
-    if (!seq.masked[i] && (!Number.isInteger(id) || id < 0 || id >= rt.spec.vocabSize)) throw new InputError(`token id ${id} at position ${i} is outside the vocabulary`);
+    if ((scoring || !seq.masked[i]) && !(Number.isInteger(id) && id >= 0 && id < V)) {
+      throw new InputError(`${seq.masked[i] ? 'scored ' : ''}token id ${id} at position ${i} is outside the vocabulary (0..${V - 1})`);
+    }
   });
   return seq;
 }
 
 /** The MLM's features for every text position: [n, dM] (one bidirectional pass). */
 export async function mlmFeatures(rt: MariaRuntime, seq: MaskedSequence): Promise<Float32Array> {
-  const { mlmPrefixIds: pre, mlmSuffixIds: post, mlmMaskId, arToMlm, mlmHidden: dM } = rt.spec;
-  const mlmIds = seq.ids.map((id, i) => (seq.masked[i] ? mlmMaskId : arToMlm ? arToMlm[id] : id));
-  const hidden = await rt.encodeMlm([...pre, ...mlmIds, ...post]);
-  return hidden.slice(pre.length * dM, (pre.length + seq.ids.length) * dM);
+  const { mlmPrefixIds: pre, mlmHidden: dM } = rt.spec;
+  const hidden = await rt.encodeMlm(mlmInputRow(rt.spec, seq.ids, seq.masked, (id) => rt.tokenizer.idToToken(id)));
+  return hidden.subarray(pre.length * dM, (pre.length + seq.ids.length) * dM);
 }
 
 /**
@@ -155,7 +199,8 @@ export async function* infillLoop(rt: MariaRuntime, input: InfillInput, options:
   const H = await mlmFeatures(rt, seq);
   const mlmMs = performance.now() - t0;
 
-  const rand = mulberry32(options.seed ?? 0);
+  const seed = options.seed ?? 0;
+  const rands = Array.from({ length: N }, (_, b) => rowRandom(seed, b));
   const banned = new Set(rt.spec.bannedIds);
   const rows = Array.from({ length: N }, () => [...seq.ids]);
   const filled: FilledToken[][] = Array.from({ length: N }, () => []);
@@ -163,6 +208,7 @@ export async function* infillLoop(rt: MariaRuntime, input: InfillInput, options:
   let pending: number[][] = Array.from({ length: N }, () => [rt.spec.arBosId]);
   let arCalls = 0;
   const logp = new Float64Array(V);
+  const mlmHidden = new Float32Array(N * dM);
   for (let i = 0; i < n; i++) {
     if (!seq.masked[i]) {
       for (const p of pending) p.push(seq.ids[i]);
@@ -171,16 +217,15 @@ export async function* infillLoop(rt: MariaRuntime, input: InfillInput, options:
     if (performance.now() > deadline) throw new InfillTimeout(`infilling took longer than ${options.maxTimeMs} ms (filled ${filled[0].length} of ${seq.masked.filter(Boolean).length} tokens)`);
     const T = pending[0].length;
     const feature = H.subarray(i * dM, (i + 1) * dM);
-    const mlmHidden = new Float32Array(N * dM);
     for (let b = 0; b < N; b++) mlmHidden.set(feature, b * dM);
     const logits = await rt.headStep(cache, pending, [T - 1], mlmHidden);
     arCalls++;
     pending = [];
     for (let b = 0; b < N; b++) {
-      const row = logits.slice(b * V, (b + 1) * V);
+      const row = logits.subarray(b * V, (b + 1) * V); // this step's output, ours to change
       for (const id of banned) row[id] = -Infinity;
       logSoftmaxRow(row, logp);
-      const id = sampleToken(logp, options, rand);
+      const id = sampleToken(logp, options, rands[b]);
       const alternatives = topIds(logp, nAlt).map((a) => ({ token: tokenizer.idToToken(a) ?? '', id: a, logprob: logp[a] }));
       const tok: FilledToken = { position: i, token: tokenizer.idToToken(id) ?? '', id, logprob: logp[id], alternatives };
       rows[b][i] = id;
@@ -210,7 +255,7 @@ export async function infillAll(rt: MariaRuntime, input: InfillInput, options: I
  * text and one teacher-forced AR pass.
  */
 export async function scoreMasked(rt: MariaRuntime, ids: number[], masked: boolean[]): Promise<ScoreResult> {
-  const seq = parseInput(rt, { ids, masked });
+  const seq = parseInput(rt, { ids, masked }, true);
   const positions = masked.flatMap((m, i) => (m ? [i] : []));
   const H = await mlmFeatures(rt, seq);
   const dM = rt.spec.mlmHidden;

@@ -15,6 +15,8 @@ export interface PairedModels {
   head: HeadWeights;
   /** AR id → MLM id, or null when ids are identical. */
   arToMlm: Int32Array | null;
+  /** The MLM's unknown token (null when it has none). */
+  mlmUnkId: number | null;
 }
 
 /**
@@ -71,7 +73,7 @@ export function pairModels(mlmDir: string, arDir: string, outDir: string): Paire
     bannedIds: [...banned].sort((a, b) => a - b),
     head: { file: 'head.safetensors', vocabSize: head.vocabSize, mlmHidden: head.mlmHidden, arHidden: head.arHidden, init: 'product-of-experts' },
   };
-  return { manifest, head, arToMlm };
+  return { manifest, head, arToMlm, mlmUnkId: mlmSp.unk?.id ?? null };
 }
 
 /** Writes a bundle whose head is the product-of-experts initialisation (no training). */

@@ -24,6 +24,7 @@ import {
   type MariaSpec,
   type ScoreResult,
 } from './core.js';
+import { releaseBaselines } from './baselines.js';
 import { pairModels } from './create.js';
 import { headExtension, type HeadWeights } from './head.js';
 import type { MaskedSequence } from './masks.js';
@@ -35,6 +36,10 @@ export type { FilledToken, InfillEvent, InfillInput, InfillOptions, InfillResult
 export class Maria {
   private constructor(
     readonly manifest: BundleManifest,
+    /**
+     * The MLM's encoder, hidden states only (MARIA never uses the MLM's logits, so the V×D output
+     * product is not in the graph; the baselines build their own session with logits).
+     */
     readonly mlm: MaskedLM,
     /** The AR with MARIA's head compiled into its step graph. */
     readonly ar: CausalLM,
@@ -43,6 +48,10 @@ export class Maria {
     readonly arToMlm: Int32Array | null,
     readonly head: HeadWeights,
     readonly dir: string,
+    /** The MLM's unknown token (null when it has none). */
+    mlmUnkId: number | null,
+    /** The options the sessions were made with (the baselines' sessions use them too). */
+    readonly sessionOptions: SessionOptions,
   ) {
     const m = manifest;
     const spec: MariaSpec = {
@@ -55,6 +64,8 @@ export class Maria {
       mlmHidden: head.mlmHidden,
       maxTokens: maxTokensOf(mlm.config.maxPositions, ar.config.maxPositions, m.mlmPrefixIds.length, m.mlmSuffixIds.length),
       arToMlm,
+      mlmVocabSize: mlm.config.vocabSize,
+      mlmUnkId,
     };
     this.runtime = {
       spec,
@@ -83,7 +94,7 @@ export class Maria {
     const head = which.head === 'product-of-experts' ? pairModels(bundlePath(dir, manifest.mlm), bundlePath(dir, manifest.ar), dir).head : readHead(dir, manifest);
     const mlmDir = bundlePath(dir, manifest.mlm);
     const arDir = bundlePath(dir, manifest.ar);
-    const mlm = await MaskedLM.load(mlmDir, options);
+    const mlm = await MaskedLM.load(mlmDir, options, { logits: false });
     const ar = await CausalLM.load(arDir, options, headExtension(head));
     const arTok = loadModelTokenizer(arDir, ar.config.vocabSize);
     const mlmTok = loadModelTokenizer(mlmDir, mlm.config.vocabSize);
@@ -94,7 +105,7 @@ export class Maria {
     if (head.mlmHidden !== mlm.config.hiddenSize || head.arHidden !== ar.config.hiddenSize) {
       throw new BundleError(`${dir}: the head expects hidden sizes ${head.mlmHidden}+${head.arHidden}, the models have ${mlm.config.hiddenSize}+${ar.config.hiddenSize}`);
     }
-    return new Maria(manifest, mlm, ar, arTok, pairing.kind === 'id-map' ? pairing.arToMlm : null, head, dir);
+    return new Maria(manifest, mlm, ar, arTok, pairing.kind === 'id-map' ? pairing.arToMlm : null, head, dir, mlmTok.specialTokens.unk?.id ?? null, options);
   }
 
   /** The longest text (in decoder tokens) both models can take. */
@@ -102,9 +113,12 @@ export class Maria {
     return this.runtime.spec.maxTokens;
   }
 
-  /** Tokenizes text with mask markers. */
-  parse(input: InfillInput): MaskedSequence {
-    return parseInput(this.runtime, input);
+  /**
+   * Tokenizes text with mask markers (or checks ids and a mask); with `scoring`, the ids at the
+   * masked positions are checked too (they are the tokens scored).
+   */
+  parse(input: InfillInput, scoring = false): MaskedSequence {
+    return parseInput(this.runtime, input, scoring);
   }
 
   /** The MLM's features for every text position: [n, dM] (one bidirectional pass). */
@@ -132,7 +146,8 @@ export class Maria {
     return scoreMasked(this.runtime, ids, masked);
   }
 
+  /** Releases the sessions, the baselines' included. */
   async release(): Promise<void> {
-    await Promise.all([this.mlm.release(), this.ar.release()]);
+    await Promise.all([releaseBaselines(this), this.mlm.release(), this.ar.release()]);
   }
 }

@@ -1,4 +1,5 @@
 // Choosing a token from logits: greedy, temperature, top-k, top-p, with a seeded generator.
+import { mulberry32 } from '../engine/random.js';
 import { InputError } from './masks.js';
 
 export interface SamplingOptions {
@@ -21,19 +22,34 @@ export function logSoftmaxRow(logits: Float32Array, out: Float64Array = new Floa
   return out;
 }
 
-/** The k best ids of a row by value, best first. */
+/**
+ * The k best ids of a row by value, best first (ties: the lower id first). One pass, keeping the
+ * best k in order by insertion: a value enters only when it beats the k-th best.
+ */
 export function topIds(row: ArrayLike<number>, k: number): number[] {
+  const n = Math.min(k, row.length);
   const best: number[] = [];
+  if (!(n > 0)) return best;
   for (let i = 0; i < row.length; i++) {
-    if (best.length < k) {
-      best.push(i);
-      best.sort((a, b) => row[b] - row[a]);
-    } else if (row[i] > row[best[k - 1]]) {
-      best[k - 1] = i;
-      best.sort((a, b) => row[b] - row[a]);
+    const x = row[i];
+    if (best.length === n) {
+      if (!(x > row[best[n - 1]])) continue;
+      best.pop();
     }
+    let j = best.length;
+    best.push(i);
+    for (; j > 0 && row[best[j - 1]] < x; j--) best[j] = best[j - 1];
+    best[j] = i;
   }
   return best;
+}
+
+/**
+ * The generator of sample `row` of a batch, seeded from (seed, row) only: sample b draws the same
+ * numbers whatever the number of samples run with it (row 0 is mulberry32(seed) itself).
+ */
+export function rowRandom(seed: number, row: number): () => number {
+  return mulberry32((seed ^ Math.imul(row, 0x9e3779b9)) >>> 0);
 }
 
 /** Validates sampling options with messages a user can act on. */

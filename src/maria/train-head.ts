@@ -16,6 +16,7 @@ import { loadCheckpoint, saveCheckpoint, trainCheckpoint, trainStateOf } from '.
 import { CausalLM } from '../models/causal-lm.js';
 import { MaskedLM } from '../models/masked-lm.js';
 import { bundlePath, writeBundle, type BundleManifest } from './bundle.js';
+import { mlmInputRow, type MlmRowSpec } from './core.js';
 import { pairModels } from './create.js';
 import { headLogits, type HeadWeights } from './head.js';
 import { spanMask } from './masks.js';
@@ -71,17 +72,23 @@ interface FeatureBatch {
 
 /** Feature extraction with the frozen backbones. */
 export class FeatureExtractor {
+  private readonly mlmRowSpec: MlmRowSpec;
+
   private constructor(
     private readonly mlm: MaskedLM,
     private readonly ar: CausalLM,
     private readonly manifest: BundleManifest,
-    private readonly arToMlm: Int32Array | null,
-  ) {}
+    arToMlm: Int32Array | null,
+    mlmUnkId: number | null,
+  ) {
+    const { mlmMaskId, mlmPrefixIds, mlmSuffixIds } = manifest;
+    this.mlmRowSpec = { mlmMaskId, mlmPrefixIds, mlmSuffixIds, arToMlm, mlmVocabSize: mlm.config.vocabSize, mlmUnkId };
+  }
 
-  static async create(mlmDir: string, arDir: string, manifest: BundleManifest, arToMlm: Int32Array | null, session?: SessionOptions): Promise<FeatureExtractor> {
+  static async create(mlmDir: string, arDir: string, manifest: BundleManifest, arToMlm: Int32Array | null, mlmUnkId: number | null, session?: SessionOptions): Promise<FeatureExtractor> {
     const mlm = await MaskedLM.load(mlmDir, session, { logits: false });
     const ar = await CausalLM.load(arDir, session, { keepLogits: false, build: () => ({}) });
-    return new FeatureExtractor(mlm, ar, manifest, arToMlm);
+    return new FeatureExtractor(mlm, ar, manifest, arToMlm, mlmUnkId);
   }
 
   /** AR features of clean windows: [B, L, dA], row i predicting token i. */
@@ -92,9 +99,8 @@ export class FeatureExtractor {
 
   /** MLM features of masked windows: [B, L, dM] at the text positions. */
   async mlmFeatures(windows: number[][], masks: boolean[][]): Promise<Float32Array> {
-    const { mlmPrefixIds: pre, mlmSuffixIds: post, mlmMaskId } = this.manifest;
-    const rows = windows.map((w, b) => [...pre, ...w.map((id, i) => (masks[b][i] ? mlmMaskId : this.arToMlm ? this.arToMlm[id] : id)), ...post]);
-    const out = await this.mlm.forward(rows);
+    const pre = this.manifest.mlmPrefixIds;
+    const out = await this.mlm.forward(windows.map((w, b) => mlmInputRow(this.mlmRowSpec, w, masks[b])));
     const L = windows[0].length;
     const dM = this.mlm.config.hiddenSize;
     const T = out.T;
@@ -158,8 +164,8 @@ export function sampleMasks(windows: number[][], rand: () => number, spanProbabi
 /** Trains (or resumes training) the head and writes the bundle. */
 export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; finished: boolean; poe: Record<string, number>; validation: Array<{ step: number; loss: number; byRate: Record<string, number> }>; wallSeconds: number }> {
   mkdirSync(o.out, { recursive: true });
-  const { manifest, head: poeHead, arToMlm } = pairModels(o.mlmDir, o.arDir, o.out);
-  const features = await FeatureExtractor.create(bundlePath(o.out, manifest.mlm), bundlePath(o.out, manifest.ar), manifest, arToMlm, o.session);
+  const { manifest, head: poeHead, arToMlm, mlmUnkId } = pairModels(o.mlmDir, o.arDir, o.out);
+  const features = await FeatureExtractor.create(bundlePath(o.out, manifest.mlm), bundlePath(o.out, manifest.ar), manifest, arToMlm, mlmUnkId, o.session);
   const { vocabSize: V, mlmHidden: dM, arHidden: dA } = poeHead;
 
   const g = new Graph();

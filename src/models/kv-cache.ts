@@ -1,5 +1,5 @@
 // The bookkeeping of an incremental decode's KV cache, independent of any ONNX Runtime package: it
-// builds a step's feeds as plain arrays and commits the step's new keys and values into the slot
+// builds a step's feeds as typed arrays and commits the step's new keys and values into the slot
 // buffers. CausalLM (onnxruntime-node) and the in-browser runner (onnxruntime-web) both use it, so
 // the two feed the step graph exactly the same numbers.
 
@@ -7,7 +7,9 @@
  * Per-row state of an incremental decode. Keys and values live in preallocated buffers of
  * `capacity` slots per layer, [B, Hkv, capacity, d], fed to every step as they are; a step returns
  * only the new tokens' keys and values, which are written into the next free slots. So a decode
- * step never copies the cache; the capacity doubles (one copy) when it runs out.
+ * step never copies the cache; the capacity doubles (one copy) when it runs out. The attention
+ * mask's cached part (validity and position of every slot) is kept the same way, as int64 buffers
+ * [B, capacity] written only at a step's new slots, so a step's mask feeds are copied, not rebuilt.
  */
 export interface KvCache {
   batch: number;
@@ -15,10 +17,12 @@ export interface KvCache {
   capacity: number;
   /** Per layer, the key and value buffers [B, Hkv, capacity, d]. */
   layers: Array<{ k: Float32Array; v: Float32Array }>;
-  /** [B][used slots]: whether each cached key is real (1) or padding (0). */
-  valid: number[][];
-  /** [B][used slots]: the position of each cached key. */
-  positions: number[][];
+  /** Slots used so far (the same in every row: shorter rows are padded). */
+  used: number;
+  /** [B, capacity]: whether each cached key is real (1) or padding (0); 0 past `used`. */
+  valid: BigInt64Array;
+  /** [B, capacity]: the position of each cached key; 0 past `used`. */
+  positions: BigInt64Array;
   /** Per row: the position the next token gets. */
   next: number[];
 }
@@ -30,7 +34,7 @@ export interface CacheShape {
   headDim: number;
 }
 
-/** The inputs of one step, as plain arrays (row-major), before they become tensors. */
+/** The inputs of one step as int64 arrays (row-major), ready to become tensors. */
 export interface StepFeeds {
   B: number;
   /** New tokens per row (the longest row; shorter rows are padded). */
@@ -40,24 +44,27 @@ export interface StepFeeds {
   /** Used slots before the step. */
   used: number;
   /** [B, T]. */
-  ids: number[];
+  ids: BigInt64Array;
   /** [B, T]. */
-  positions: number[];
+  positions: BigInt64Array;
   /** [B, C + T]. */
-  keyValid: number[];
+  keyValid: BigInt64Array;
   /** [B, C + T]. */
-  keyPositions: number[];
+  keyPositions: BigInt64Array;
 }
 
 /** An empty cache for `batch` rows. */
 export function newKvCache(shape: CacheShape, batch: number, capacity = 64): KvCache {
+  if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`KV cache: the batch must be a positive integer, got ${batch}`);
+  if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`KV cache: the capacity must be a positive integer, got ${capacity}`);
   const size = batch * shape.kvHeads * capacity * shape.headDim;
   return {
     batch,
     capacity,
     layers: Array.from({ length: shape.numLayers }, () => ({ k: new Float32Array(size), v: new Float32Array(size) })),
-    valid: Array.from({ length: batch }, () => []),
-    positions: Array.from({ length: batch }, () => []),
+    used: 0,
+    valid: new BigInt64Array(batch * capacity),
+    positions: new BigInt64Array(batch * capacity),
     next: new Array(batch).fill(0),
   };
 }
@@ -68,20 +75,29 @@ export function reserveKvCache(cache: KvCache, shape: CacheShape, needed: number
   let capacity = cache.capacity;
   while (capacity < needed) capacity *= 2;
   const { kvHeads, headDim } = shape;
-  const rows = cache.batch * kvHeads;
-  const used = cache.valid[0].length;
-  const grow = (old: Float32Array): Float32Array => {
-    const out = new Float32Array(rows * capacity * headDim);
-    for (let r = 0; r < rows; r++) out.set(old.subarray(r * cache.capacity * headDim, (r * cache.capacity + used) * headDim), r * capacity * headDim);
+  const { used, batch } = cache;
+  const old = cache.capacity;
+  const growFloats = (a: Float32Array): Float32Array => {
+    const out = new Float32Array(batch * kvHeads * capacity * headDim);
+    for (let r = 0; r < batch * kvHeads; r++) out.set(a.subarray(r * old * headDim, (r * old + used) * headDim), r * capacity * headDim);
     return out;
   };
-  cache.layers = cache.layers.map((l) => ({ k: grow(l.k), v: grow(l.v) }));
+  const growMask = (a: BigInt64Array): BigInt64Array => {
+    const out = new BigInt64Array(batch * capacity);
+    for (let b = 0; b < batch; b++) out.set(a.subarray(b * old, b * old + used), b * capacity);
+    return out;
+  };
+  cache.layers = cache.layers.map((l) => ({ k: growFloats(l.k), v: growFloats(l.v) }));
+  cache.valid = growMask(cache.valid);
+  cache.positions = growMask(cache.positions);
   cache.capacity = capacity;
 }
 
 /**
  * The feeds of a step appending `rows` (one token list per batch row; rows may differ in length,
  * shorter ones are padded and the padding is masked out forever). Throws past `maxPositions`.
+ * The mask's cached part is copied from the cache's int64 buffers; only the T new entries per row
+ * are converted.
  */
 export function stepFeeds(cache: KvCache, rows: number[][], maxPositions: number): StepFeeds {
   if (rows.length !== cache.batch) throw new Error(`step: ${rows.length} rows for a cache of batch ${cache.batch}`);
@@ -91,23 +107,23 @@ export function stepFeeds(cache: KvCache, rows: number[][], maxPositions: number
   rows.forEach((r, b) => {
     if (cache.next[b] + r.length > maxPositions) throw new Error(`sequence of ${cache.next[b] + r.length} tokens exceeds the model's context of ${maxPositions}`);
   });
-  const used = cache.valid[0].length;
+  const { used } = cache;
   const C = cache.capacity;
-  const ids = new Array<number>(B * T);
-  const positions = new Array<number>(B * T);
-  const keyValid = new Array<number>(B * (C + T)).fill(0);
-  const keyPositions = new Array<number>(B * (C + T)).fill(0);
+  const ids = new BigInt64Array(B * T);
+  const positions = new BigInt64Array(B * T);
+  const keyValid = new BigInt64Array(B * (C + T));
+  const keyPositions = new BigInt64Array(B * (C + T));
   for (let b = 0; b < B; b++) {
-    for (let s = 0; s < used; s++) {
-      keyValid[b * (C + T) + s] = cache.valid[b][s];
-      keyPositions[b * (C + T) + s] = cache.positions[b][s];
-    }
+    const at = b * (C + T);
+    keyValid.set(cache.valid.subarray(b * C, b * C + used), at);
+    keyPositions.set(cache.positions.subarray(b * C, b * C + used), at);
     for (let t = 0; t < T; t++) {
       const real = t < rows[b].length;
-      ids[b * T + t] = real ? rows[b][t] : 0;
-      positions[b * T + t] = cache.next[b] + (real ? t : 0);
-      keyValid[b * (C + T) + C + t] = real ? 1 : 0;
-      keyPositions[b * (C + T) + C + t] = positions[b * T + t];
+      const p = BigInt(cache.next[b] + (real ? t : 0));
+      ids[b * T + t] = real ? BigInt(rows[b][t]) : 0n;
+      positions[b * T + t] = p;
+      keyValid[at + C + t] = real ? 1n : 0n;
+      keyPositions[at + C + t] = p;
     }
   }
   return { B, T, C, used, ids, positions, keyValid, keyPositions };
@@ -136,10 +152,9 @@ export function commitStep(
     }
   });
   for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      cache.valid[b].push(feeds.keyValid[b * (C + T) + C + t]);
-      cache.positions[b].push(feeds.positions[b * T + t]);
-    }
+    cache.valid.set(feeds.keyValid.subarray(b * (C + T) + C, (b + 1) * (C + T)), b * Cn + used);
+    cache.positions.set(feeds.positions.subarray(b * T, (b + 1) * T), b * Cn + used);
     cache.next[b] += rows[b].length;
   }
+  cache.used = used + T;
 }

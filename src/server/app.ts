@@ -27,9 +27,9 @@ import { fileURLToPath } from 'node:url';
 import { METHODS, infillWithMethod, scoreWithMethod } from '../maria/baselines.js';
 import { InfillTimeout, type InfillEvent, type InfillResult, type Maria } from '../maria/maria.js';
 import { InputError, parseMaskedText, positionsMask, randomMask, spanMask, splitMaskMarkers, type MaskedSequence } from '../maria/masks.js';
+import { infillJson, infillSegments, scoreJson, tokenEventJson, tokenPieces } from '../maria/shapes.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { Gate, Overloaded, QueueAborted, QueueTimeout } from './gate.js';
-import { infillJson, infillSegments, scoreJson, tokenEventJson, tokenPieces } from './shapes.js';
 import { ensureWebExport } from '../web/export.js';
 import { WEB_MANIFEST_FILE, type WebManifest } from '../web/manifest.js';
 import { ApiError, parseInfillRequest, parseScoreRequest, parseTokenizeRequest, type InfillRequest } from './validate.js';
@@ -407,7 +407,10 @@ export function buildServer(maria: Maria, options: ServerOptions = {}): FastifyI
           if (signal.aborted) return null;
           if (performance.now() > deadline) throw new InfillTimeout(`scored ${i} of ${ids.length} tokens`);
           const one = ids.map((_, j) => j === i);
-          const logprob = req.method === 'maria' ? (await maria.score(ids, one)).tokens[0].logprob : -(await scoreWithMethod(maria, ids, one, req.method, { seed: req.seed })).nll;
+          const logprob =
+            req.method === 'maria'
+              ? (await maria.score(ids, one)).tokens[0].logprob
+              : -(await scoreWithMethod(maria, ids, one, req.method, { seed: req.seed, maxTimeMs: Math.max(1, deadline - performance.now()) })).nll;
           scored.push({ position: i, token: tokenizer.idToToken(ids[i]) ?? '', id: ids[i], logprob });
         }
         const nll = -scored.reduce((a, t) => a + t.logprob, 0) / scored.length;
@@ -418,7 +421,7 @@ export function buildServer(maria: Maria, options: ServerOptions = {}): FastifyI
         const r = await maria.score(ids, masked);
         return { ...scoreJson({ nll: r.nll, tokens: r.tokens.length, method: 'maria' }), kind: 'exact', mask, token_logprobs: r.tokens };
       }
-      const s = await scoreWithMethod(maria, ids, masked, req.method, { seed: req.seed });
+      const s = await scoreWithMethod(maria, ids, masked, req.method, { seed: req.seed, maxTimeMs: Math.max(1, deadline - performance.now()) });
       return { ...scoreJson(s), kind: s.kind, mask, positions: masked.flatMap((m, i) => (m ? [i] : [])) };
     });
     if (!result) throw new ApiError(499, 'client_closed_request', 'the client closed the connection');

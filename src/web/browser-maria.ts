@@ -1,9 +1,9 @@
 // MARIA in the browser: the graphs `maria serve` runs, exported by src/web/export.ts, run by
 // onnxruntime-web (WebAssembly, CPU) in the page. The infilling loop, the scoring, the mask syntax,
 // the sampling and the KV-cache bookkeeping are the Node code itself (core.ts, masks.ts,
-// sampling.ts, kv-cache.ts), and the JSON the page receives is built by the server's own shapes.ts,
-// so both backends of the page answer alike. Bundled by `npm run build:web` into
-// web/dist/maria-web.js (esbuild; node: imports of the shared modules are stubbed, never called).
+// sampling.ts, kv-cache.ts), and the JSON the page receives is built by the same shapes.ts as the
+// server's and the CLI's, so both backends of the page answer alike. Bundled by `npm run build:web`
+// into web/dist/maria-web.js (esbuild; node: imports of the shared modules are stubbed, never called).
 //
 // Threads: single-threaded WebAssembly unless the page is cross-origin isolated (COOP/COEP, which
 // `maria serve` does not send), as SharedArrayBuffer needs it. The models run on the page's main
@@ -13,7 +13,7 @@ import { infillLoop, parseInput, scoreMasked, type InfillEvent, type InfillOptio
 import { InputError, parseMaskedText, positionsMask, randomMask, spanMask, splitMaskMarkers, type MaskedSequence } from '../maria/masks.js';
 import { checkSampling } from '../maria/sampling.js';
 import { commitStep, newKvCache, stepFeeds, type CacheShape, type KvCache } from '../models/kv-cache.js';
-import { infillJson, infillSegments, scoreJson, tokenEventJson, tokenPieces, type InfillJson } from '../server/shapes.js';
+import { infillJson, infillSegments, scoreJson, tokenEventJson, tokenPieces, type InfillJson } from '../maria/shapes.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { WEB_GRAPH_FILES, WEB_MANIFEST_FILE, type WebManifest } from './manifest.js';
 
@@ -84,7 +84,8 @@ async function fetchAll(urls: string[], expected: number[], onProgress: LoadOpti
   );
 }
 
-function int64(data: ArrayLike<number>, dims: number[]): ort.Tensor {
+function int64(data: ArrayLike<number> | BigInt64Array, dims: number[]): ort.Tensor {
+  if (data instanceof BigInt64Array) return new ort.Tensor('int64', data, dims);
   const arr = new BigInt64Array(data.length);
   for (let i = 0; i < data.length; i++) arr[i] = BigInt(data[i]);
   return new ort.Tensor('int64', arr, dims);
@@ -113,6 +114,8 @@ export class BrowserMaria implements MariaRuntime {
       mlmHidden: m.head.mlmHidden,
       maxTokens: m.maxTokens,
       arToMlm: m.arToMlm ? Int32Array.from(m.arToMlm) : null,
+      mlmVocabSize: m.mlm.vocabSize,
+      mlmUnkId: m.mlmUnkId,
     };
     this.cacheShape = { numLayers: m.ar.layers, kvHeads: m.ar.kvHeads, headDim: m.ar.headDim };
     // The step's hidden output is not needed: fetch the head's logits and the new keys and values.

@@ -112,6 +112,7 @@ export function exportWeb(maria: Maria, outDir: string, id = webExportKey(maria)
     alignment: m.alignment,
     arToMlm: maria.arToMlm ? Array.from(maria.arToMlm) : null,
     mlmMaskId: m.mlmMaskId,
+    mlmUnkId: maria.runtime.spec.mlmUnkId,
     mlmPrefixIds: m.mlmPrefixIds,
     mlmSuffixIds: m.mlmSuffixIds,
     arBosId: m.arBosId,

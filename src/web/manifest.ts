@@ -3,7 +3,8 @@
 // only, so the browser bundle can import it.
 
 export const WEB_FORMAT = 'maria-web';
-export const WEB_VERSION = 1;
+// 2: mlmUnkId (what an AR token the MLM lacks becomes).
+export const WEB_VERSION = 2;
 
 /** The exported graphs. */
 export const WEB_GRAPH_FILES = { mlm: 'mlm.onnx', arStep: 'ar-step.onnx' } as const;
@@ -39,6 +40,8 @@ export interface WebManifest {
   /** AR id → MLM id when alignment is "id-map" (null when the ids are identical). */
   arToMlm: number[] | null;
   mlmMaskId: number;
+  /** The MLM's unknown token (null when it has none). */
+  mlmUnkId: number | null;
   mlmPrefixIds: number[];
   mlmSuffixIds: number[];
   arBosId: number;

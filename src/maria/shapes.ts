@@ -1,8 +1,9 @@
-// The JSON the API returns, built from the library's results: the same shapes as `maria infill
-// --json` and `maria score --json`, so a script can switch between the CLI and the server.
-import type { FilledToken, InfillEvent, InfillResult } from '../maria/maria.js';
-import type { MaskedSequence } from '../maria/masks.js';
-import type { MethodScore } from '../maria/baselines.js';
+// The JSON built from the library's results, one builder for every front end: `maria infill
+// --json` and `maria score --json` (src/cli), the HTTP API (src/server) and the in-browser runner
+// (src/web), so a script can switch between the CLI and the server.
+import type { MethodScore } from './baselines.js';
+import type { FilledToken, InfillEvent, InfillResult } from './core.js';
+import type { MaskedSequence } from './masks.js';
 import type { TextTokenizer } from '../tokenizer/tokenizer.js';
 
 export interface FilledTokenJson {
@@ -15,7 +16,8 @@ export interface FilledTokenJson {
 
 export interface InfillJson {
   samples: Array<{ text: string; filled: FilledTokenJson[] }>;
-  timing: InfillResult['timing'];
+  /** The result's timing (the CLI adds loadMs). */
+  timing: InfillResult['timing'] & { loadMs?: number };
 }
 
 export interface ScoreJson {
@@ -27,6 +29,11 @@ export interface ScoreJson {
 /** One filled token as JSON (as `maria infill --json`: alternatives always present, maybe empty). */
 export function filledTokenJson(t: FilledToken): FilledTokenJson {
   return { position: t.position, token: t.token, id: t.id, logprob: t.logprob, alternatives: t.alternatives.map((a) => ({ token: a.token, id: a.id, logprob: a.logprob })) };
+}
+
+/** `maria infill --json --stream`: one line per chosen token. */
+export function tokenLineJson(ev: InfillEvent): { sample: number; position: number; token: string; id: number; logprob: number } {
+  return { sample: ev.sample, position: ev.position, token: ev.token, id: ev.id, logprob: ev.logprob };
 }
 
 /** A streamed token (SSE `token` event, and the in-browser runner's): the chosen token and its alternatives with their decoded text. */
@@ -53,11 +60,11 @@ export function infillSegments(tokenizer: TextTokenizer, seq: MaskedSequence): A
   return out;
 }
 
-/** `maria infill --json`: every sample's text and filled tokens, and the timing. */
-export function infillJson(r: InfillResult): InfillJson {
+/** `maria infill --json`: every sample's text and filled tokens, and the timing (plus `timing`'s extra fields). */
+export function infillJson(r: InfillResult, timing: { loadMs?: number } = {}): InfillJson {
   return {
     samples: r.samples.map((s) => ({ text: s.text, filled: s.filled.map(filledTokenJson) })),
-    timing: { ...r.timing },
+    timing: { ...r.timing, ...timing },
   };
 }
 
