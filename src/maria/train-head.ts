@@ -6,7 +6,7 @@
 // and the loss) run by the engine's TrainStep.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Graph } from '../engine/graph.js';
+import { Graph, type Tensor } from '../engine/graph.js';
 import * as F from '../engine/ops.js';
 import * as nn from '../engine/nn.js';
 import { warmupCosine } from '../engine/optim.js';
@@ -161,6 +161,32 @@ export function sampleMasks(windows: number[][], rand: () => number, spanProbabi
   });
 }
 
+/** How much faster the two expert gains move than the head's weights under the same learning rate. */
+const GAIN_SCALE = 50;
+
+/** The MLM and AR column blocks of a head's weight, each [V, d]. */
+function splitHead(h: HeadWeights): { mlmHalf: Float32Array; arHalf: Float32Array } {
+  const { vocabSize: V, mlmHidden: dM, arHidden: dA } = h;
+  const mlmHalf = new Float32Array(V * dM);
+  const arHalf = new Float32Array(V * dA);
+  for (let v = 0; v < V; v++) {
+    mlmHalf.set(h.weight.subarray(v * (dM + dA), v * (dM + dA) + dM), v * dM);
+    arHalf.set(h.weight.subarray(v * (dM + dA) + dM, (v + 1) * (dM + dA)), v * dA);
+  }
+  return { mlmHalf, arHalf };
+}
+
+/** W3 = [g_M·W_M, g_A·W_A] + Δ from the product-of-experts start. */
+export function materializeHead(poe: HeadWeights, gainMlm: number, gainAr: number, delta: Float32Array, bias: Float32Array): HeadWeights {
+  const { vocabSize: V, mlmHidden: dM, arHidden: dA } = poe;
+  const d = dM + dA;
+  const weight = new Float32Array(V * d);
+  for (let v = 0; v < V; v++) {
+    for (let j = 0; j < d; j++) weight[v * d + j] = (j < dM ? gainMlm : gainAr) * poe.weight[v * d + j] + delta[v * d + j];
+  }
+  return { weight, bias: Float32Array.from(bias), vocabSize: V, mlmHidden: dM, arHidden: dA };
+}
+
 /** Trains (or resumes training) the head and writes the bundle. */
 export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; finished: boolean; poe: Record<string, number>; validation: Array<{ step: number; loss: number; byRate: Record<string, number> }>; wallSeconds: number }> {
   mkdirSync(o.out, { recursive: true });
@@ -168,18 +194,32 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
   const features = await FeatureExtractor.create(bundlePath(o.out, manifest.mlm), bundlePath(o.out, manifest.ar), manifest, arToMlm, mlmUnkId, o.session);
   const { vocabSize: V, mlmHidden: dM, arHidden: dA } = poeHead;
 
+  // The head is trained as W3 = [g_M·W1/2, g_A·W2/2] + Δ (Δ starts at 0, the gains at 1): still one
+  // linear map (materialised when saved), but re-weighting a whole expert is one parameter instead of
+  // a coordinated move of millions, which Adam's per-weight steps make slow and noisy.
   const g = new Graph();
   const hMlm = g.input('h_mlm', ['N', dM]);
   const hAr = g.input('h_ar', ['N', dA]);
   const targets = g.input('targets', ['N'], 'int64');
   const weights = g.input('weights', ['N']);
-  const weight = g.param('weight', poeHead.weight, [V, dM + dA]);
+  const { mlmHalf, arHalf } = splitHead(poeHead);
+  // g = 1 + GAIN_SCALE·γ: the same learning rate moves a gain GAIN_SCALE times faster than a weight.
+  const gainOf = (name: string): Tensor => F.add(g.scalar(1), F.mul(g.scalar(GAIN_SCALE), g.param(name, new Float32Array([0]), [1])));
+  const gainMlm = gainOf('gain_mlm');
+  const gainAr = gainOf('gain_ar');
+  const delta = g.param('delta', new Float32Array(V * (dM + dA)), [V, dM + dA]);
   const bias = g.param('bias', poeHead.bias, [V]);
-  const loss = F.sum(F.mul(nn.tokenNll(headLogits(hMlm, hAr, weight, bias), targets), weights), [0]);
+  const experts = F.add(
+    F.mul(gainMlm, nn.linear(hMlm, g.constant(mlmHalf, [V, dM]))),
+    F.mul(gainAr, nn.linear(hAr, g.constant(arHalf, [V, dA]))),
+  );
+  const logits = F.add(experts, headLogits(hMlm, hAr, delta, bias));
+  const loss = F.sum(F.mul(nn.tokenNll(logits, targets), weights), [0]);
   const trainer = await TrainStep.create(g, loss, {
     schedule: warmupCosine(o.lr, o.warmup, o.steps, o.lr * 0.1),
     weightDecay: o.weightDecay,
-    decay: () => o.weightDecay > 0,
+    // Decay pulls Δ back toward the (re-weighted) product of experts, never the gains.
+    decay: (name) => o.weightDecay > 0 && name === 'delta',
     maxGradNorm: 1.0,
     session: o.session,
   });
@@ -246,7 +286,8 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
   const save = (finished: boolean): void => {
     const state = trainer.state();
     saveCheckpoint(statePath, trainCheckpoint(state, trainer.paramShapes(), { seed: o.seed, settings, history }));
-    const head: HeadWeights = { weight: state.params.get('weight')!, bias: state.params.get('bias')!, vocabSize: V, mlmHidden: dM, arHidden: dA };
+    const gain = (name: string): number => 1 + GAIN_SCALE * state.params.get(name)![0];
+    const head = materializeHead(poeHead, gain('gain_mlm'), gain('gain_ar'), state.params.get('delta')!, state.params.get('bias')!);
     const last = history.validation[history.validation.length - 1];
     writeBundle(o.out, {
       ...manifest,

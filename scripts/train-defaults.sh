@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# How the bundled default models were made, step by step (each step resumes with --resume).
+# About 1 h of pretraining per model on 2 cores (both models in parallel, 1 thread each), then
+# about 15 min for MARIA's head. Run from the repository root after `npm ci && npm run build`.
+set -euo pipefail
+maria="node dist/cli/main.js"
+
+# 1. Tokenizer (seconds): byte-level BPE, 8192 tokens, on the training split.
+$maria tokenizer train --vocab-size 8192 --out models/default/tokenizer
+
+# 2. Pretraining, in parallel: a Llama-architecture causal LM and a ModernBERT-architecture masked
+#    LM (masked-diffusion objective: per sequence r ~ U(0,1)).
+common="--steps 1600 --batch 16 --seq-len 256 --lr 2e-3 --warmup 150 --validate-every 200 --checkpoint-every 100 --threads 1 --max-minutes 100 --no-progress"
+ar_cmd="pretrain --preset default-ar --out runs/default-ar --seed 0 $common"
+mlm_cmd="pretrain --preset default-mlm --out runs/default-mlm --seed 1 $common"
+mkdir -p runs
+$maria $ar_cmd > runs/default-ar.log 2>&1 &
+$maria $mlm_cmd > runs/default-mlm.log 2>&1 &
+wait
+
+# 3. The exported HF folders become the bundle's models (training state stays in runs/).
+for m in ar mlm; do
+  mkdir -p models/default/$m
+  cp runs/default-$m/{config.json,model.safetensors,tokenizer.json,tokenizer_config.json,special_tokens_map.json} models/default/$m/
+done
+
+# 4. MARIA's head over the frozen pair, written into the bundle (head stored as F16).
+$maria train-head --mlm models/default/mlm --ar models/default/ar --data corpus --out models/default \
+  --steps 2000 --batch 16 --length 128 --mask-samples 4 --lr 1e-4 --warmup 100 --seed 0 \
+  --validate-every 250 --checkpoint-every 250 --head-dtype F16 --threads 2 --no-progress
+
+# 5. Model cards: Brown perplexities against a Kneser-Ney bigram, samples.
+$maria evaluate-models --ar models/default/ar --mlm models/default/mlm --n 200 --length 128 --seed 0 --threads 1 --cards \
+  --ar-run runs/default-ar --mlm-run runs/default-mlm \
+  --ar-command "maria $ar_cmd" --mlm-command "maria $mlm_cmd"
