@@ -294,7 +294,7 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
       head: { ...manifest.head, init: 'trained' },
       training: {
         command: o.command,
-        objective: 'L_MARIA (teacher-forced, per-sequence mean over masked tokens), frozen backbones, AdamW on W3 and b3',
+        objective: 'L_MARIA (teacher-forced, per-sequence mean over masked tokens), frozen backbones; AdamW on b3 and on W3 parametrised as [g_M·W1/2, g_A·W2/2] + Δ',
         steps: state.step,
         finished,
         batch: o.batch,
