@@ -1077,9 +1077,6 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
       };
       if (!ctx.scorer) notes.push("unconditional samples are scored by the bundle's own AR, which is also maria-anneal's energy: its gen-ppl is biased in maria-anneal's favour");
     }
-    if (specs.some((s) => s.base === 'mdlm')) {
-      notes.push('the MDLM sampler (src/maria/baselines.ts) runs one MLM pass per step even when a step reveals nothing (no caching of unchanged denoiser outputs), so with T > |M| its time is that of T passes');
-    }
 
     const genres: Record<string, number> = {};
     for (const p of passages) genres[p.genre] = (genres[p.genre] ?? 0) + 1;
