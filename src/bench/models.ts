@@ -57,7 +57,7 @@ async function causal(raw: Record<string, unknown>, threads: number) {
 
 /** ms per decode step at `context` tokens of history (median over `reps` consecutive steps). */
 async function decodeMs(lm: CausalLM, context: number, reps: number): Promise<number> {
-  const cache = lm.newCache(1, 2 * (context + reps));
+  const cache = lm.newCache(1); // grows by doubling, as in real use
   const prompt = Array.from({ length: context }, (_, i) => 5 + ((i * 7) % 8000));
   await lm.step(cache, [prompt]);
   for (let i = 0; i < 3; i++) await lm.step(cache, [[7]]);
