@@ -2,7 +2,6 @@
 // family) from scratch on the pretraining corpus, with progress, validation, atomic checkpoints
 // and --resume.
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadPretrainingSplit } from '../data/corpus.js';
@@ -10,7 +9,7 @@ import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { tokenStream } from '../train/data.js';
 import { PRESETS } from '../train/presets.js';
 import { pretrain } from '../train/pretrain.js';
-import { action, fail, formatEta, intOption, numberOption, paragraphDocuments, usageErrorsExit2 } from './util.js';
+import { action, fail, intOption, numberOption, paragraphDocuments, trainingProgress, usageErrorsExit2 } from './util.js';
 
 export function register(program: Command): void {
   const cmd = program
@@ -69,19 +68,7 @@ export function register(program: Command): void {
       const validation = tokenStream(docs.validation, encode, specials, cacheDir, key);
       process.stderr.write(`data: ${train.length} training tokens, ${validation.length} validation tokens\n`);
 
-      const bar = opts.progress
-        ? new cliProgress.SingleBar(
-            { format: 'pretrain |{bar}| {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {etaText}', hideCursor: true, etaBuffer: 50 },
-            cliProgress.Presets.shades_classic,
-          )
-        : null;
-      let stopRequested = false;
-      process.once('SIGINT', () => {
-        stopRequested = true;
-        process.stderr.write('\nstopping after this step (checkpoint follows); run again with --resume to continue\n');
-      });
-      let lastVal = '-';
-      let barStarted = false;
+      const progress = trainingProgress('pretrain', { bar: opts.progress, rateUnit: 'tok' });
       const result = await pretrain({
         config,
         train,
@@ -104,22 +91,11 @@ export function register(program: Command): void {
         saveDtype: opts.dtype,
         threads: opts.threads,
         specials: { bos: sp.bos!.id, eos: sp.eos!.id, mask: sp.mask!.id, pad: sp.pad!.id, isSpecial: (id) => tokenizer.isSpecialId(id) },
-        shouldStop: () => stopRequested,
-        onStep: (s) => {
-          const payload = { loss: s.loss.toFixed(3), val: lastVal, tps: Math.round(s.tokensPerSecond), etaText: formatEta(((s.steps - s.step) * s.elapsedSeconds) / Math.max(1, s.step)) };
-          if (bar && !barStarted) {
-            bar.start(s.steps, s.step, payload);
-            barStarted = true;
-          }
-          bar?.update(s.step, payload);
-          if (!bar && (s.step % 50 === 0 || s.step === 1)) process.stderr.write(`step ${s.step}/${s.steps} loss ${s.loss.toFixed(4)} lr ${s.lr.toExponential(2)} ${Math.round(s.tokensPerSecond)} tok/s\n`);
-        },
-        onValidate: (v) => {
-          lastVal = v.loss.toFixed(3);
-          if (!bar) process.stderr.write(`validation at step ${v.step}: loss ${v.loss.toFixed(4)}\n`);
-        },
+        shouldStop: progress.shouldStop,
+        onStep: (st) => progress.step(st),
+        onValidate: (v) => progress.validated(v.loss, `validation at step ${v.step}: loss ${v.loss.toFixed(4)}`),
       });
-      bar?.stop();
+      progress.stop();
       process.stdout.write(JSON.stringify(result) + '\n');
     }));
   usageErrorsExit2(cmd);

@@ -9,7 +9,6 @@
 // AR's tokenizer (MARIA's decoder vocabulary) into a cached token stream under data/cache. Prints a
 // JSON summary at the end: the validation L_MARIA per mask rate at the PoE start and at the end.
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadPretrainingSplit, splitTrainValidation } from '../data/corpus.js';
@@ -17,7 +16,7 @@ import { trainHead } from '../maria/train-head.js';
 import { assertFolder, readModelInfo } from '../models/load.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { tokenStream, type TokenStream } from '../train/data.js';
-import { action, CliError, formatEta, paragraphDocuments, parseInteger, parseNumber, usageErrorsExit2 } from './util.js';
+import { action, CliError, paragraphDocuments, parseInteger, parseNumber, trainingProgress, usageErrorsExit2 } from './util.js';
 
 interface TrainHeadCliOptions {
   mlm: string;
@@ -128,19 +127,7 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
   }
   process.stderr.write(`data: ${dataLabel}: ${train.length} training tokens, ${validation.length} validation tokens\n`);
 
-  const bar = opts.progress
-    ? new cliProgress.SingleBar(
-        { format: 'train-head |{bar}| {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {etaText}', hideCursor: true, etaBuffer: 50 },
-        cliProgress.Presets.shades_classic,
-      )
-    : null;
-  let barStarted = false;
-  let lastVal = '-';
-  let stopRequested = false;
-  process.once('SIGINT', () => {
-    stopRequested = true;
-    process.stderr.write('\nstopping after this step (checkpoint follows); run again with --resume to continue\n');
-  });
+  const progress = trainingProgress('train-head', { bar: opts.progress, rateUnit: 'masked tok' });
   const result = await trainHead({
     mlmDir: opts.mlm,
     arDir: opts.ar,
@@ -165,27 +152,16 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
     session: threads ? { threads } : {},
     command: `maria ${process.argv.slice(2).join(' ')}`,
     headDtype: parseHeadDtype(opts.headDtype),
-    shouldStop: () => stopRequested,
-    onStep: (s) => {
-      const payload = { loss: s.loss.toFixed(3), val: lastVal, tps: Math.round(s.tokensPerSecond), etaText: formatEta(((s.steps - s.step) * s.elapsedSeconds) / Math.max(1, s.step)) };
-      if (bar && !barStarted) {
-        bar.start(s.steps, s.step, payload);
-        barStarted = true;
-      }
-      bar?.update(s.step, payload);
-      if (!bar && (s.step % 50 === 0 || s.step === 1)) process.stderr.write(`step ${s.step}/${s.steps} loss ${s.loss.toFixed(4)} lr ${s.lr.toExponential(2)} ${Math.round(s.tokensPerSecond)} masked tok/s\n`);
-    },
+    shouldStop: progress.shouldStop,
+    onStep: (st) => progress.step(st),
     onValidate: (v) => {
-      lastVal = v.loss.toFixed(3);
-      if (!bar) {
-        const rates = Object.entries(v.byRate)
-          .map(([r, l]) => `${r}: ${l.toFixed(4)}`)
-          .join(', ');
-        process.stderr.write(`validation at step ${v.step}${v.step === 0 ? ' (PoE start)' : ''}: L_MARIA ${v.loss.toFixed(4)} (${rates})\n`);
-      }
+      const rates = Object.entries(v.byRate)
+        .map(([r, l]) => `${r}: ${l.toFixed(4)}`)
+        .join(', ');
+      progress.validated(v.loss, `validation at step ${v.step}${v.step === 0 ? ' (PoE start)' : ''}: L_MARIA ${v.loss.toFixed(4)} (${rates})`);
     },
   });
-  bar?.stop();
+  progress.stop();
   const last = result.validation[result.validation.length - 1];
   const summary = {
     out: resolve(opts.out),

@@ -1,6 +1,7 @@
 // Helpers shared by the CLI commands: user errors are one line on stderr and exit code 2, never a
 // stack trace.
 import { InvalidArgumentError, type Command } from 'commander';
+import cliProgress from 'cli-progress';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { BundleError } from '../maria/bundle.js';
 import { InputError } from '../maria/masks.js';
@@ -150,4 +151,57 @@ export function paragraphDocuments(files: string[], flag: string): Array<{ id: s
       });
   }
   return docs;
+}
+
+/** What a training loop reports after each step. */
+export interface TrainingStepInfo {
+  step: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  tokensPerSecond: number;
+  elapsedSeconds: number;
+}
+
+/**
+ * The progress display and Ctrl-C handling the training commands share: a bar with loss, the last
+ * validation, rate and ETA (or a log line every 50 steps without a bar); the first Ctrl-C asks the
+ * loop to stop after its step, with a checkpoint.
+ */
+export function trainingProgress(label: string, options: { bar: boolean; rateUnit: string }) {
+  const bar = options.bar
+    ? new cliProgress.SingleBar(
+        { format: `${label} |{bar}| {value}/{total} | loss {loss} | val {val} | {tps} ${options.rateUnit}/s | ETA {etaText}`, hideCursor: true, etaBuffer: 50 },
+        cliProgress.Presets.shades_classic,
+      )
+    : null;
+  let started = false;
+  let lastValidation = '-';
+  let stopRequested = false;
+  process.once('SIGINT', () => {
+    stopRequested = true;
+    process.stderr.write('\nstopping after this step (checkpoint follows); run again with --resume to continue\n');
+  });
+  return {
+    shouldStop: (): boolean => stopRequested,
+    step(s: TrainingStepInfo): void {
+      const payload = { loss: s.loss.toFixed(3), val: lastValidation, tps: Math.round(s.tokensPerSecond), etaText: formatEta(((s.steps - s.step) * s.elapsedSeconds) / Math.max(1, s.step)) };
+      if (bar && !started) {
+        bar.start(s.steps, s.step, payload);
+        started = true;
+      }
+      bar?.update(s.step, payload);
+      if (!bar && (s.step % 50 === 0 || s.step === 1)) {
+        process.stderr.write(`step ${s.step}/${s.steps} loss ${s.loss.toFixed(4)} lr ${s.lr.toExponential(2)} ${Math.round(s.tokensPerSecond)} ${options.rateUnit}/s\n`);
+      }
+    },
+    /** Records a validation loss; `line` is logged when there is no bar. */
+    validated(loss: number, line: string): void {
+      lastValidation = loss.toFixed(3);
+      if (!bar) process.stderr.write(`${line}\n`);
+    },
+    stop(): void {
+      bar?.stop();
+    },
+  };
 }
