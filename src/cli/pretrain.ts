@@ -34,12 +34,15 @@ export function register(program: Command): void {
     .option('--checkpoint-every <n>', 'steps between checkpoints', intOption('--checkpoint-every', { min: 1 }), 250)
     .option('--max-minutes <x>', 'stop after this long (with a checkpoint); resume later', numberOption('--max-minutes', { min: 0 }))
     .option('--resume', 'continue from the checkpoint in --out')
+    .option('--init-from <dir>', 'start from the weights of this model folder (same architecture) with a fresh optimiser and schedule')
+    .option('--objective <name>', 'masked LM loss: masked-mean (mean NLL of the masked tokens) or mdlm (the MDLM ELBO, 1/r-weighted)', 'masked-mean')
     .option('--dtype <t>', 'stored weight type: F32 or F16 (compute is always F32)', 'F16')
     .option('--threads <n>', 'ORT threads (default: all cores)', intOption('--threads', { min: 1 }))
     .option('--no-progress', 'no progress bar')
     .action(action(async (opts) => {
       if (!!opts.preset === !!opts.config) fail('give exactly one of --preset NAME or --config FILE');
       if (opts.dtype !== 'F32' && opts.dtype !== 'F16') fail(`--dtype must be F32 or F16, got "${opts.dtype}"`);
+      if (opts.objective !== 'masked-mean' && opts.objective !== 'mdlm') fail(`--objective must be masked-mean or mdlm, got "${opts.objective}"`);
       const tokenizer = TextTokenizer.load(opts.tokenizer);
       const sp = tokenizer.specialTokens;
       if (!sp.bos || !sp.eos || !sp.mask || !sp.pad) fail(`${opts.tokenizer}: the tokenizer needs BOS, EOS, MASK and PAD special tokens`);
@@ -89,6 +92,8 @@ export function register(program: Command): void {
         resume: !!opts.resume,
         maxMinutes: opts.maxMinutes,
         saveDtype: opts.dtype,
+        initFrom: opts.initFrom,
+        objective: opts.objective,
         threads: opts.threads,
         specials: { bos: sp.bos!.id, eos: sp.eos!.id, mask: sp.mask!.id, pad: sp.pad!.id, isSpecial: (id) => tokenizer.isSpecialId(id) },
         shouldStop: progress.shouldStop,

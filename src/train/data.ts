@@ -76,12 +76,14 @@ export function maskRows(
   isSpecial: (id: number) => boolean,
   rand: () => number,
   fixedRate?: number,
-): { ids: number[][]; targets: number[][]; masked: number } {
+): { ids: number[][]; targets: number[][]; masked: number; rates: number[] } {
   let masked = 0;
   const ids: number[][] = [];
   const targets: number[][] = [];
+  const rates: number[] = [];
   for (const row of rows) {
     const r = fixedRate ?? rand();
+    rates.push(r);
     const out = [...row];
     const tgt = row.map(() => -100);
     const maskable: number[] = [];
@@ -103,5 +105,5 @@ export function maskRows(
     ids.push(out);
     targets.push(tgt);
   }
-  return { ids, targets, masked };
+  return { ids, targets, masked, rates };
 }

@@ -6,17 +6,18 @@ import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type ort from 'onnxruntime-node';
 import { Graph, type Tensor } from '../engine/graph.js';
+import * as F from '../engine/ops.js';
 import * as nn from '../engine/nn.js';
 import { warmupCosine } from '../engine/optim.js';
 import { TrainStep } from '../engine/trainer.js';
-import { int64Tensor } from '../engine/runtime.js';
+import { floatTensor, int64Tensor } from '../engine/runtime.js';
 import { loadCheckpoint, saveCheckpoint, trainCheckpoint, trainStateOf } from '../engine/checkpoint.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { HfConfig } from '../models/config.js';
 import type { BaseConfig, CausalFamily, Family, MaskedFamily } from '../models/family.js';
 import { familyFor } from '../models/registry.js';
-import { initParams, paramSource, type ParamMap } from '../models/weights.js';
+import { initParams, loadParams, paramSource, type ParamMap } from '../models/weights.js';
 import { evenWindows, maskRows, randomWindows, stepRandom, type TokenStream } from './data.js';
 
 export interface PretrainOptions {
@@ -44,6 +45,14 @@ export interface PretrainOptions {
   maxMinutes?: number;
   /** Store weights as F16 (compute stays F32). */
   saveDtype: 'F32' | 'F16';
+  /** Start from the weights of this HF folder (same architecture) instead of random ones. */
+  initFrom?: string;
+  /**
+   * Masked LM loss: 'masked-mean' (mean NLL over all masked tokens of the batch) or 'mdlm' (MDLM's
+   * continuous-time ELBO with the linear schedule: per sequence (1/r)·Σ_masked NLL / its length,
+   * with r clipped at MDLM_MIN_RATE for the weight). Validation always reports 'masked-mean'.
+   */
+  objective?: 'masked-mean' | 'mdlm';
   /** Special token ids; `isSpecial` tokens are never masked. */
   specials: { bos: number; eos: number; mask: number; pad: number; isSpecial: (id: number) => boolean };
   threads?: number;
@@ -76,12 +85,18 @@ export interface PretrainResult {
 
 interface Built {
   graph: Graph;
+  /** The loss trained on. */
   loss: Tensor;
-  feeds: (ids: number[][], targets: number[][]) => Record<string, ort.Tensor>;
+  /** The loss validation reports (the plain mean over targets). */
+  meanLoss: Tensor;
+  feeds: (ids: number[][], targets: number[][], weights?: number[][]) => Record<string, ort.Tensor>;
 }
 
+/** The smallest mask rate the MDLM weight 1/r uses (a 1/r from U(0,1) has unbounded variance). */
+export const MDLM_MIN_RATE = 0.02;
+
 /** The training graph: the family's forward on fresh inputs plus the loss. */
-function buildGraph(family: Family, config: BaseConfig, params: ParamMap): Built {
+function buildGraph(family: Family, config: BaseConfig, params: ParamMap, objective: 'masked-mean' | 'mdlm'): Built {
   const g = new Graph();
   const ids = g.input('input_ids', ['B', 'T'], 'int64');
   const positions = g.input('position_ids', ['B', 'T'], 'int64');
@@ -94,9 +109,11 @@ function buildGraph(family: Family, config: BaseConfig, params: ParamMap): Built
     const keyValid = g.input('key_valid', ['B', 'T'], 'int64');
     const keyPositions = g.input('key_positions', ['B', 'T'], 'int64');
     const out = (family as CausalFamily).forward(g, p, config, { ids, positions, keyValid, keyPositions, past: [] });
+    const loss = nn.crossEntropy(out.logits, targets);
     return {
       graph: g,
-      loss: nn.crossEntropy(out.logits, targets),
+      loss,
+      meanLoss: loss,
       feeds: (rows, tgts) => {
         const B = rows.length;
         const T = rows[0].length;
@@ -112,13 +129,21 @@ function buildGraph(family: Family, config: BaseConfig, params: ParamMap): Built
   }
   const attentionMask = g.input('attention_mask', ['B', 'T'], 'int64');
   const out = (family as MaskedFamily).forward(g, p, config, { ids, positions, attentionMask });
+  const meanLoss = nn.crossEntropy(out.logits, targets);
+  // MDLM: per-token weights 1/(B·r·L) on masked tokens (0 elsewhere), summed.
+  const tokenWeights = objective === 'mdlm' ? g.input('token_weights', ['B', 'T']) : null;
+  const loss = tokenWeights
+    ? F.sum(F.mul(nn.tokenNll(out.logits, F.where(F.less(targets, g.int64([0])), g.int64([0]), targets)), tokenWeights), [0, 1])
+    : meanLoss;
   return {
     graph: g,
-    loss: nn.crossEntropy(out.logits, targets),
-    feeds: (rows, tgts) => {
+    loss,
+    meanLoss,
+    feeds: (rows, tgts, weights) => {
       const B = rows.length;
       const T = rows[0].length;
       return {
+        ...(tokenWeights ? { token_weights: floatTensor(weights ? weights.flat() : new Array(B * T).fill(0), [B, T]) } : {}),
         input_ids: int64Tensor(flat(rows), [B, T]),
         position_ids: int64Tensor(posRows(rows), [B, T]),
         attention_mask: int64Tensor(new Array(B * T).fill(1), [B, T]),
@@ -145,16 +170,19 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const hf = new HfConfig(o.config, 'config');
   const family = familyFor(hf);
   const config = family.parseConfig(hf);
-  const specs = family.params(config as never);
-  const params = initParams(specs, o.seed);
   const isMlm = family.kind === 'masked';
-  const built = buildGraph(family, config, params);
+  const specs = family.params(config as never);
+  const params = o.initFrom ? loadParams(o.initFrom, specs) : initParams(specs, o.seed);
+  const objective = o.objective ?? 'masked-mean';
+  if (objective === 'mdlm' && !isMlm) throw new Error('--objective mdlm applies to masked LMs only');
+  const built = buildGraph(family, config, params, objective);
   const trainer = await TrainStep.create(built.graph, built.loss, {
     schedule: warmupCosine(o.lr, o.warmup, o.steps, o.lr * o.minLrRatio),
     weightDecay: o.weightDecay,
     maxGradNorm: 1.0,
     beta2: 0.95,
     session: { threads: o.threads },
+    evalOutputs: { loss: built.meanLoss },
   });
   mkdirSync(o.out, { recursive: true });
   const statePath = join(o.out, 'train-state.safetensors');
@@ -169,6 +197,8 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     minLrRatio: o.minLrRatio,
     weightDecay: o.weightDecay,
     threads: o.threads ?? null,
+    initFrom: o.initFrom ?? null,
+    objective,
     trainTokens: o.train.length,
     validationTokens: o.validation.length,
   };
@@ -191,10 +221,15 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
 
   const isSpecial = o.specials.isSpecial;
   const makeBatch = (rand: () => number, windows: number[][], fixedRate?: number) => {
-    if (!isMlm) return { ids: windows.map((w) => w.slice(0, -1)), targets: windows.map((w) => w.slice(1)), tokens: windows.length * (windows[0].length - 1) };
+    if (!isMlm) return { ids: windows.map((w) => w.slice(0, -1)), targets: windows.map((w) => w.slice(1)), weights: undefined, tokens: windows.length * (windows[0].length - 1) };
     const wrapped = windows.map((w) => [o.specials.bos, ...w, o.specials.eos]);
     const m = maskRows(wrapped, o.specials.mask, isSpecial, rand, fixedRate);
-    return { ids: m.ids, targets: m.targets, tokens: wrapped.length * wrapped[0].length };
+    const weights = m.targets.map((t, b) => {
+      const length = wrapped[b].filter((id) => !isSpecial(id)).length;
+      const w = 1 / (wrapped.length * Math.max(m.rates[b], MDLM_MIN_RATE) * Math.max(1, length));
+      return t.map((x) => (x >= 0 ? w : 0));
+    });
+    return { ids: m.ids, targets: m.targets, weights, tokens: wrapped.length * wrapped[0].length };
   };
   // AR windows hold seqLen+1 tokens (inputs and shifted targets); MLM windows leave room for BOS/EOS.
   const windowLen = isMlm ? o.seqLen - 2 : o.seqLen + 1;
@@ -206,7 +241,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     for (let b = 0; b < o.validationBatches; b++) {
       const rand = stepRandom(o.seed ^ 0x7a11d, b);
       const batch = makeBatch(rand, valWindows.slice(b * o.batch, (b + 1) * o.batch), isMlm ? valRates[b % valRates.length] : undefined);
-      total += await trainer.evalLoss(built.feeds(batch.ids, batch.targets));
+      total += await trainer.evalLoss(built.feeds(batch.ids, batch.targets, batch.weights));
     }
     return total / o.validationBatches;
   };
@@ -224,7 +259,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     const step = trainer.steps + 1;
     const rand = stepRandom(o.seed, step);
     const batch = makeBatch(rand, randomWindows(o.train, o.batch, windowLen, rand));
-    const r = await trainer.step(built.feeds(batch.ids, batch.targets));
+    const r = await trainer.step(built.feeds(batch.ids, batch.targets, batch.weights));
     if (!Number.isFinite(r.loss)) throw new Error(`step ${step}: the loss is ${r.loss}; lower --lr (now ${o.lr}) and resume from the last checkpoint`);
     tokens += batch.tokens;
     const elapsed = (performance.now() - t0) / 1000;
