@@ -12,6 +12,11 @@ export default tseslint.config(
     },
   },
   {
+    // Drives a browser: Node's fetch, and callbacks that run in the page.
+    files: ['scripts/screenshots.mjs'],
+    languageOptions: { globals: { fetch: 'readonly', document: 'readonly' } },
+  },
+  {
     // The web page of `maria serve`: plain browser scripts.
     files: ['web/**/*.js'],
     languageOptions: { globals: { window: 'readonly', document: 'readonly', fetch: 'readonly', TextDecoder: 'readonly', Event: 'readonly', AbortController: 'readonly', performance: 'readonly', console: 'readonly' } },
