@@ -33,3 +33,12 @@ $maria train-head --mlm models/default/mlm --ar models/default/ar --data corpus 
 $maria evaluate-models --ar models/default/ar --mlm models/default/mlm --n 200 --length 128 --seed 0 --threads 1 --cards \
   --ar-run runs/default-ar --mlm-run runs/default-mlm \
   --ar-command "maria $ar_cmd" --mlm-command "maria $mlm_cmd"
+
+# 6. The scorer (generative perplexity in `maria eval` only): the same recipe, another seed.
+scorer_cmd="pretrain --preset default-ar --out runs/scorer --seed 7 ${common/--threads 1 --max-minutes 100/--threads 2 --max-minutes 58}"
+$maria $scorer_cmd > runs/scorer.log 2>&1
+mkdir -p models/scorer
+cp runs/scorer/{config.json,model.safetensors,tokenizer.json,tokenizer_config.json,special_tokens_map.json} models/scorer/
+$maria evaluate-models --ar models/scorer --mlm models/default/mlm --n 200 --length 128 --seed 0 --threads 2 --cards \
+  --ar-run runs/scorer --mlm-run runs/default-mlm --ar-command "maria $scorer_cmd" --mlm-command "maria $mlm_cmd"
+git checkout models/default/mlm/README.md   # the MLM's card is the one written in step 5
