@@ -9,20 +9,18 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Maria } from '../src/maria/maria.js';
 import { buildServer } from '../src/server/app.js';
 import { ensureWebExport } from '../src/web/export.js';
 import type { WebManifest } from '../src/web/manifest.js';
+import { HAVE_CHROMIUM, launchChromium, warnIfNoChromium, watchedPage } from './helpers/chromium.js';
 import { REPO_ROOT, buildTinyPair, removeTinyPair, type TinyPair } from './helpers/tiny-pair.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const HAVE_CHROMIUM = existsSync(CHROMIUM);
-if (!HAVE_CHROMIUM) console.warn(`test/browser-local.test.ts: SKIPPED: ${CHROMIUM} is absent (install it with \`apt-get install -y chromium\`; .ci/run does)`);
+warnIfNoChromium('test/browser-local.test.ts');
 const RUNNER = join(REPO_ROOT, 'web/dist/maria-web.js');
 
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 const TEXT = 'The old man walked down to the [MASK:2] and looked at the [MASK] for a long time.';
 const SENTENCE = 'The old man walked down to the harbour and looked at the sea.';
 
@@ -49,15 +47,8 @@ describe.skipIf(!HAVE_CHROMIUM)('the in-browser mode in headless Chromium', () =
     maria = await Maria.load(pair.bundleDir, { threads: 1 });
     app = buildServer(maria, { webModelsDir: cacheDir });
     base = await app.listen({ host: '127.0.0.1', port: 0 });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
-    page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-    page.on('console', (msg) => {
-      if (msg.type() === 'error') problems.push(`console: ${msg.text()}`);
-    });
-    page.on('request', (req) => {
-      if (!req.url().startsWith(base) && !req.url().startsWith('data:') && !req.url().startsWith('blob:')) foreign.push(req.url());
-    });
+    browser = await launchChromium();
+    page = await watchedPage(browser, base, problems, foreign, true);
   });
 
   afterAll(async () => {

@@ -2,20 +2,18 @@
 // playwright-core) against the tiny random-weight bundle: blank a word, fill, see the token appear
 // highlighted with its alternatives; score a text and see every token coloured.
 // MARIA_SCREENSHOTS=1 also writes docs/screenshot-server.png.
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Maria } from '../src/maria/maria.js';
 import { buildServer } from '../src/server/app.js';
+import { HAVE_CHROMIUM, launchChromium, warnIfNoChromium, watchedPage } from './helpers/chromium.js';
 import { REPO_ROOT, buildTinyPair, removeTinyPair, type TinyPair } from './helpers/tiny-pair.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const HAVE_CHROMIUM = existsSync(CHROMIUM);
-if (!HAVE_CHROMIUM) console.warn(`test/browser.test.ts: SKIPPED: ${CHROMIUM} is absent (install it with \`apt-get install -y chromium\`; .ci/run does)`);
+warnIfNoChromium('test/browser.test.ts');
 
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 const SENTENCE = 'The old man walked down to the harbour and looked at the sea.';
 
 describe.skipIf(!HAVE_CHROMIUM)('the page in headless Chromium', () => {
@@ -34,15 +32,8 @@ describe.skipIf(!HAVE_CHROMIUM)('the page in headless Chromium', () => {
     app = buildServer(maria);
     base = await app.listen({ host: '127.0.0.1', port: 0 });
     // launch() gives every run a fresh temporary profile (its own --user-data-dir).
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
-    page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-    page.on('console', (msg) => {
-      if (msg.type() === 'error') problems.push(`console: ${msg.text()}`);
-    });
-    page.on('request', (req) => {
-      if (!req.url().startsWith(base) && !req.url().startsWith('data:')) foreign.push(req.url());
-    });
+    browser = await launchChromium();
+    page = await watchedPage(browser, base, problems, foreign);
   });
 
   afterAll(async () => {
