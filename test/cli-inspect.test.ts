@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HfConfig } from '../src/models/config.js';
 import { familyFor } from '../src/models/registry.js';
+import { BYTE_TO_UNICODE } from '../src/tokenizer/bpe-train.js';
 
 const repo = new URL('..', import.meta.url).pathname;
 const cli = join(repo, 'dist/cli/main.js');
@@ -202,31 +203,13 @@ describe('maria forward: errors exit 2 with one line', () => {
 
 // --- tokenize and pair on small hand-written tokenizers ---------------------------------------
 
-/** GPT-2's byte → printable-character table. */
-function byteChars(): string[] {
-  const bs: number[] = [];
-  for (let b = 33; b <= 126; b++) bs.push(b);
-  for (let b = 161; b <= 172; b++) bs.push(b);
-  for (let b = 174; b <= 255; b++) bs.push(b);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!bs.includes(b)) {
-      bs.push(b);
-      cs.push(256 + n++);
-    }
-  }
-  const out: string[] = new Array(256);
-  bs.forEach((b, i) => (out[b] = String.fromCharCode(cs[i])));
-  return out;
-}
 const special = (id: number, content: string): object => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
 const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
 /** A tiny byte-level BPE; `shift` puts the specials after the bytes instead of before. */
 function tinyBpe(shift = false): object {
   const specials = ['[PAD]', '[BOS]', '[EOS]', '[MASK]', '[UNK]'];
   const merges = ['Ġ t', 'h e', 'Ġt he', 'i n', 'Ġ a', 'Ġa n', 'Ġan d', 'in g'];
-  const order = shift ? [...byteChars(), ...merges.map((m) => m.replace(' ', '')), ...specials] : [...specials, ...byteChars(), ...merges.map((m) => m.replace(' ', ''))];
+  const order = shift ? [...BYTE_TO_UNICODE, ...merges.map((m) => m.replace(' ', '')), ...specials] : [...specials, ...BYTE_TO_UNICODE, ...merges.map((m) => m.replace(' ', ''))];
   const vocab = Object.fromEntries(order.map((t, i) => [t, i]));
   return {
     version: '1.0',

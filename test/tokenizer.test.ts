@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { loadModelTokenizer, loadTokenizerIfPresent } from '../src/models/load.js';
 import { pairTokenizers } from '../src/tokenizer/pairing.js';
 import { TextTokenizer } from '../src/tokenizer/tokenizer.js';
+import { BYTE_TO_UNICODE } from '../src/tokenizer/bpe-train.js';
 
 type Json = Record<string, unknown>;
 const tmpRoot = mkdtempSync(join(tmpdir(), 'maria-tok-'));
@@ -22,24 +23,6 @@ function folder(files: Record<string, unknown>): string {
   return dir;
 }
 
-/** GPT-2's byte → printable-character table (bytes_to_unicode). */
-function byteChars(): string[] {
-  const bs: number[] = [];
-  for (let b = 33; b <= 126; b++) bs.push(b);
-  for (let b = 161; b <= 172; b++) bs.push(b);
-  for (let b = 174; b <= 255; b++) bs.push(b);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!bs.includes(b)) {
-      bs.push(b);
-      cs.push(256 + n++);
-    }
-  }
-  const out: string[] = new Array(256);
-  bs.forEach((b, i) => (out[b] = String.fromCharCode(cs[i])));
-  return out;
-}
 
 const addedToken = (id: number, content: string, extra: Json = {}): Json => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true, ...extra });
 const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
@@ -52,7 +35,7 @@ function tinyBpe(options: { merges?: string[]; extra?: string[]; specials?: bool
   const specials = options.specials === false ? [] : ['[PAD]', '[BOS]', '[EOS]', '[MASK]', '[UNK]'];
   const vocab: Record<string, number> = {};
   specials.forEach((s, i) => (vocab[s] = i));
-  for (const c of byteChars()) vocab[c] = Object.keys(vocab).length;
+  for (const c of BYTE_TO_UNICODE) vocab[c] = Object.keys(vocab).length;
   const merges = options.merges ?? ['Ġ t', 'h e', 'Ġt he', 'i n', 'Ġ a', 'Ġa n', 'Ġan d', 'o r', 'Ġ w', 'Ġw or', 'l d', 'Ġwor ld', 'e r', 'Ġ o', 'Ġ f', 'in g'];
   for (const m of merges) {
     const tok = m.replace(' ', '');
