@@ -12,7 +12,7 @@ import { familyFor } from '../../src/models/registry.js';
 import { initParams } from '../../src/models/weights.js';
 import { mulberry32 } from '../../src/engine/random.js';
 import { exportModelFolder } from '../../src/train/pretrain.js';
-import { DEFAULT_SPECIALS } from '../../src/train/presets.js';
+import { defaultArConfig, defaultMlmConfig } from '../../src/train/presets.js';
 
 export const REPO_ROOT = new URL('../..', import.meta.url).pathname;
 export const DEFAULT_TOKENIZER_DIR = join(REPO_ROOT, 'models/default/tokenizer');
@@ -28,61 +28,34 @@ export interface TinyPair {
   arConfig: Record<string, unknown>;
 }
 
+/** The default MLM's architecture (src/train/presets.ts), shrunk. */
 export function tinyMlmConfig(): Record<string, unknown> {
   return {
-    architectures: ['ModernBertForMaskedLM'],
-    model_type: 'modernbert',
-    vocab_size: TINY_VOCAB,
+    ...defaultMlmConfig(TINY_VOCAB),
     hidden_size: 32,
     intermediate_size: 64,
     num_hidden_layers: 2,
     num_attention_heads: 2,
-    hidden_activation: 'gelu',
     max_position_embeddings: TINY_MAX_POSITIONS,
-    norm_eps: 1e-5,
-    norm_bias: false,
-    attention_bias: false,
-    mlp_bias: false,
     global_attn_every_n_layers: 2,
     local_attention: 16,
-    global_rope_theta: 160000,
-    local_rope_theta: 10000,
-    classifier_activation: 'gelu',
-    classifier_bias: false,
-    decoder_bias: true,
-    tie_word_embeddings: true,
+    // A wide init keeps the random models' distributions far from flat, so greedy choices are clear.
     initializer_range: 0.2,
-    pad_token_id: DEFAULT_SPECIALS.pad,
-    bos_token_id: DEFAULT_SPECIALS.bos,
-    eos_token_id: DEFAULT_SPECIALS.eos,
-    cls_token_id: DEFAULT_SPECIALS.bos,
-    sep_token_id: DEFAULT_SPECIALS.eos,
-    mask_token_id: DEFAULT_SPECIALS.mask,
   };
 }
 
+/** The default AR's architecture, shrunk, with grouped-query attention down to one KV head. */
 export function tinyArConfig(): Record<string, unknown> {
   return {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    vocab_size: TINY_VOCAB,
+    ...defaultArConfig(TINY_VOCAB),
     hidden_size: 32,
     intermediate_size: 64,
     num_hidden_layers: 2,
     num_attention_heads: 2,
     num_key_value_heads: 1,
     head_dim: 16,
-    hidden_act: 'silu',
     max_position_embeddings: TINY_MAX_POSITIONS,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    attention_bias: false,
-    mlp_bias: false,
-    tie_word_embeddings: true,
     initializer_range: 0.2,
-    bos_token_id: DEFAULT_SPECIALS.bos,
-    eos_token_id: DEFAULT_SPECIALS.eos,
-    pad_token_id: DEFAULT_SPECIALS.pad,
   };
 }
 
