@@ -2,9 +2,11 @@
 // family) from scratch on the pretraining corpus, with progress, validation, atomic checkpoints
 // and --resume.
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadPretrainingSplit } from '../data/corpus.js';
+import { HfConfig } from '../models/config.js';
+import { familyFor } from '../models/registry.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { tokenStream } from '../train/data.js';
 import { PRESETS } from '../train/presets.js';
@@ -52,7 +54,15 @@ export function register(program: Command): void {
         if (!preset) fail(`unknown preset "${opts.preset}" (choose from ${Object.keys(PRESETS).join(', ')})`);
         config = preset.config(tokenizer.vocabSize);
       } else {
-        config = JSON.parse(readFileSync(opts.config, 'utf8')) as Record<string, unknown>;
+        if (!existsSync(opts.config)) fail(`--config ${opts.config}: no such file`);
+        try {
+          config = JSON.parse(readFileSync(opts.config, 'utf8')) as Record<string, unknown>;
+        } catch (err) {
+          fail(`--config ${opts.config}: not valid JSON (${(err as Error).message})`);
+        }
+      }
+      if (opts.objective === 'mdlm' && familyFor(new HfConfig(config, opts.config ?? opts.preset)).kind !== 'masked') {
+        fail('--objective mdlm applies to masked LMs only (this config is a causal LM)');
       }
       let docs: { train: Array<{ id: string; text: string }>; validation: Array<{ id: string; text: string }> };
       if (opts.trainFile) {
