@@ -456,6 +456,9 @@ interface Checkpoint {
   units: Record<string, QualitySums | ReferenceSums | ThroughputSums | UnconditionalSums>;
 }
 
+/** The additive counters of QualitySums (merged across checkpoint units by adding). */
+const SUM_FIELDS = ['passages', 'masked', 'nllSum', 'correct', 'genNllSum', 'genTokens', 'genFilledNllSum', 'genFilledTokens', 'distinct2Sum', 'distinct2Count', 'entropySum', 'entropyTokens'] as const;
+
 function emptySums(): QualitySums {
   return { passages: 0, masked: 0, nllSum: 0, correct: 0, genNllSum: 0, genTokens: 0, genFilledNllSum: 0, genFilledTokens: 0, distinct2Sum: 0, distinct2Count: 0, entropySum: 0, entropyTokens: 0, byPassage: [], time: { score: 0, greedy: 0, sample: 0, scorer: 0 } };
 }
@@ -964,18 +967,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
             const u = checkpoint.units[`quality|${spec.name}|${kind}|${rate}|${c.start}`] as QualitySums | undefined;
             if (!u) continue;
             have = true;
-            s.passages += u.passages;
-            s.masked += u.masked;
-            s.nllSum += u.nllSum;
-            s.correct += u.correct;
-            s.genNllSum += u.genNllSum;
-            s.genTokens += u.genTokens;
-            s.genFilledNllSum += u.genFilledNllSum;
-            s.genFilledTokens += u.genFilledTokens;
-            s.distinct2Sum += u.distinct2Sum;
-            s.distinct2Count += u.distinct2Count;
-            s.entropySum += u.entropySum;
-            s.entropyTokens += u.entropyTokens;
+            for (const k of SUM_FIELDS) s[k] += u[k];
             s.byPassage.push(...u.byPassage);
             for (const k of ['score', 'greedy', 'sample', 'scorer'] as const) s.time[k] += u.time[k];
           }
