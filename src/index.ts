@@ -27,6 +27,9 @@ export { buildServer, shutdownOnSignals } from './server/app.js';
 export type { ServerOptions } from './server/app.js';
 export { exportWeb } from './web/export.js';
 export type { WebManifest } from './web/manifest.js';
+// A masked LM (ModernBERT, BERT, RoBERTa) as a transformers.js model folder, for comparing runtimes on the same weights.
+export { exportTransformersJs, compileTransformersJsModel } from './export/transformers-js.js';
+export type { ExportTransformersJsOptions, TransformersJsExport } from './export/transformers-js.js';
 
 // Models and tokenizers
 export { CausalLM } from './models/causal-lm.js';
@@ -61,3 +64,8 @@ export { TrainStep } from './engine/trainer.js';
 export type { TrainState } from './engine/trainer.js';
 export { readSafetensors, writeSafetensors, openCheckpoint, SafetensorsError } from './io/safetensors.js';
 export { writeFileAtomic } from './io/atomic.js';
+// GGUF (llama.cpp's format): a Llama folder as a file llama.cpp runs with maria's exact weights, and the v3 format itself.
+export { exportGguf } from './export/gguf.js';
+export type { ExportGgufOptions, ExportGgufResult } from './export/gguf.js';
+export { writeGguf, readGguf, readGgufTensor, GgufError } from './io/gguf.js';
+export type { GgufFile, GgufValue, GgufTensorInfo, GgufTensorToWrite, GgufTensorType } from './io/gguf.js';

@@ -12,6 +12,8 @@ import * as trainHeadCommand from './train-head.js';
 import * as createBundleCommand from './create.js';
 import * as serveCommand from './serve.js';
 import * as exportWebCommand from './export-web.js';
+import * as exportGgufCommand from './export-gguf.js';
+import * as exportTransformersCommand from './export-transformers.js';
 import * as evaluateModelsCommand from './evaluate-models.js';
 import * as evalCommand from './eval.js';
 import * as generateCommand from './generate.js';
@@ -40,6 +42,8 @@ const commandModules: Array<{ register(program: Command): void }> = [
   createBundleCommand,
   serveCommand,
   exportWebCommand,
+  exportGgufCommand,
+  exportTransformersCommand,
   evaluateModelsCommand,
   evalCommand,
   generateCommand,
