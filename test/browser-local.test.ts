@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Maria } from '../src/maria/maria.js';
 import { buildServer } from '../src/server/app.js';
 import { ensureWebExport } from '../src/web/export.js';
-import type { WebManifest } from '../src/web/manifest.js';
+import { WEB_VERSION, type WebManifest } from '../src/web/manifest.js';
 import { HAVE_CHROMIUM, launchChromium, warnIfNoChromium, watchedPage } from './helpers/chromium.js';
 import { REPO_ROOT, buildTinyPair, removeTinyPair, type TinyPair } from './helpers/tiny-pair.js';
 
@@ -62,7 +62,7 @@ describe.skipIf(!HAVE_CHROMIUM)('the in-browser mode in headless Chromium', () =
     const res = await fetch(`${base}/models/web-manifest.json`);
     expect(res.status).toBe(200);
     const m = (await res.json()) as WebManifest;
-    expect(m).toMatchObject({ format: 'maria-web', version: 2, dtype: 'float32', vocabSize: 8192, maxTokens: maria.maxTokens, arBosId: maria.manifest.arBosId });
+    expect(m).toMatchObject({ format: 'maria-web', version: WEB_VERSION, dtype: 'float32', vocabSize: 8192, maxTokens: maria.maxTokens, arBosId: maria.manifest.arBosId });
     expect(m.mlm).toMatchObject({ family: 'modernbert', layers: 2, hiddenSize: 32 });
     expect(m.ar).toMatchObject({ family: 'llama', layers: 2, hiddenSize: 32, kvHeads: 1, headDim: 16 });
     expect(m.graphs.arStep.inputs).toEqual(expect.arrayContaining(['head_index', 'mlm_hidden', 'past_key_0', 'key_valid']));

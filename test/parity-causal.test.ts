@@ -50,12 +50,22 @@ describe('causal LM parity with HF transformers', () => {
         expect(maxDiff(inc, exp.logits.data)).toBeLessThan(TOL);
         if (exp.incremental) expect(maxDiff(inc, exp.incremental.logits.data)).toBeLessThan(TOL);
 
-        // A cache that starts with 2 slots must grow (2 → 4 → … → 32) without changing anything.
+        // A cache that starts with 2 slots must grow (2 → 3 → 5 → 8 → …) without changing anything.
         const small = lm.newCache(1, 2);
         const grown: Float32Array[] = [];
         for (const id of c.input_ids) grown.push((await lm.step(small, [[id]])).logits);
         expect(small.capacity).toBeGreaterThanOrEqual(c.input_ids.length);
         expect(maxDiff(Float32Array.from(grown.flatMap((r) => Array.from(r))), exp.logits.data)).toBeLessThan(TOL);
+
+        // logits: 'last' gives each row's last real token only, also for a shorter (padded) row.
+        const V = lm.config.vocabSize;
+        const short = c.input_ids.slice(0, c.prompt_length);
+        const lastOnly = await lm.step(lm.newCache(2), [c.input_ids, short], {}, { logits: 'last' });
+        expect(lastOnly.logitRows).toBe(1);
+        expect(lastOnly.logits.length).toBe(2 * V);
+        const at = (t: number) => exp.logits.data.slice(t * V, (t + 1) * V);
+        expect(maxDiff(lastOnly.logits.subarray(0, V), at(c.input_ids.length - 1))).toBeLessThan(TOL);
+        expect(maxDiff(lastOnly.logits.subarray(V), at(short.length - 1))).toBeLessThan(TOL);
       }
       await lm.release();
     });
@@ -83,7 +93,7 @@ describe('KV cache bookkeeping', () => {
       [a.slice(5, 6), []],
       [a.slice(6, 7), []],
     ];
-    const cache = lm.newCache(2, 1); // grows 1 → 2 → 4 → 8
+    const cache = lm.newCache(2, 1); // grows 1 → 5 (4 needed) → 11 (6 needed), copying the used slots
     const seen: number[][] = [[], []];
     for (const rows of steps) {
       const out = await lm.step(cache, rows);
@@ -97,7 +107,7 @@ describe('KV cache bookkeeping', () => {
       }
     }
     expect(cache.used).toBe(4 + 2 + 1 + 1);
-    expect(cache.capacity).toBe(8);
+    expect(cache.capacity).toBe(11);
     expect(cache.next).toEqual([a.length, b.length]);
     await lm.release();
   });

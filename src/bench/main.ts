@@ -9,6 +9,7 @@ const BENCHES: Record<string, { about: string; load: () => Promise<Bench> }> = {
   engine: { about: 'matmul GFLOP/s vs bare ONNX, training-step throughput, KV-cache decode steps', load: async () => (await import('./engine.js')).benchEngine },
   infill: { about: 'MARIA infilled tokens/s (batch 1 and 8) vs the MDLM sampler and MLM left-to-right', load: async () => (await import('./infill.js')).benchInfill },
   models: { about: 'prefill/decode/encode tokens/s of ~20M Llama and ModernBERT; decode step at context 64 vs 1024', load: async () => (await import('./models.js')).benchModels },
+  peers: { about: 'maria vs llama.cpp (AR prefill/decode), transformers.js (MLM encode) and the MDLM sampler (infill), same weights, ratios', load: async () => (await import('./peers.js')).benchPeers },
   serve: { about: 'load run of `maria serve` on loopback: requests/s, p50/p99 latency, failures by status, RSS; then above the queue limit (only 503s)', load: async () => (await import('./serve.js')).benchServe },
 };
 

@@ -77,6 +77,15 @@ export function rotaryTables(positions: Tensor, dim: number, theta: number): { c
   return { cos: F.cos(emb), sin: F.sin(emb) };
 }
 
+/**
+ * cos/sin tables multiplied by `scale`: rotating the queries with them also applies attention's
+ * 1/√d, once per step for all layers instead of once per layer on the scores.
+ */
+export function scaledRotaryTables(t: { cos: Tensor; sin: Tensor }, scale: number): { cos: Tensor; sin: Tensor } {
+  const s = t.cos.graph.scalar(scale);
+  return { cos: F.mul(t.cos, s), sin: F.mul(t.sin, s) };
+}
+
 /** Applies rotary embeddings (rotate-half convention) to x [B, H, T, dim]. */
 export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   const d = x.dim(-1) as number;
@@ -124,24 +133,38 @@ export function attentionMask(spec: MaskSpec): Tensor {
 }
 
 /**
- * Scaled dot-product attention. q: [B, H, T, d]; k, v: [B, Hkv, S, d] with H a multiple of Hkv
- * (grouped-query attention: each KV head serves H/Hkv query heads through broadcasting, without
- * copying K or V); mask: bool [B, 1, T, ΣS]. Keys and values may come in several blocks (the KV
- * cache and the new tokens): each block gets its own score product and the softmax runs over all
- * of them, so the cache is never concatenated (copied). Returns [B, H, T, d].
+ * A block of keys stored transposed, [B, Hkv, d, S]: the KV cache keeps its keys this way because
+ * a decode step's q·Kᵀ is then a plain product, which ORT runs as a matrix-vector kernel, while a
+ * product with a transposed operand first repacks (copies) the whole cache block.
  */
-export function attention(q: Tensor, k: Tensor | Tensor[], v: Tensor | Tensor[], mask: Tensor, scale: number): Tensor {
+export interface TransposedKeys {
+  transposed: Tensor;
+}
+
+export type KeyBlock = Tensor | TransposedKeys;
+
+/**
+ * Scaled dot-product attention. q: [B, H, T, d]; k: [B, Hkv, S, d] (or TransposedKeys), v:
+ * [B, Hkv, S, d] with H a multiple of Hkv (grouped-query attention: each KV head serves H/Hkv
+ * query heads through broadcasting, without copying K or V); mask: bool [B, 1, T, ΣS]. Keys and
+ * values may come in several blocks (the KV cache and the new tokens): each block gets its own
+ * score product and the softmax runs over all of them, so the cache is never concatenated
+ * (copied). Returns [B, H, T, d].
+ */
+export function attention(q: Tensor, k: KeyBlock | KeyBlock[], v: Tensor | Tensor[], mask: Tensor, scale: number): Tensor {
   const g = q.graph;
-  const ks = Array.isArray(k) ? k : [k];
+  const kTs = (Array.isArray(k) ? k : [k]).map((kb) => ('transposed' in kb ? kb.transposed : F.transposeLast(kb)));
   const vs = Array.isArray(v) ? v : [v];
   const [B, H, T, d] = q.shape;
-  const Hkv = ks[0].dim(1) as number;
+  const Hkv = kTs[0].dim(1) as number;
   const group = (H as number) / Hkv;
   if (!Number.isInteger(group)) throw new Error(`attention: ${H} query heads do not divide into ${Hkv} KV heads`);
-  // GQA: [B, Hkv, group, T, d] queries against [B, Hkv, 1, S, d] keys broadcast over the group.
-  const grouped = (x: Tensor): Tensor => (group === 1 ? x : F.reshape(x, [x.dim(0), Hkv, 1, x.dim(2), d]));
+  // GQA: [B, Hkv, group, T, d] queries against [B, Hkv, 1, ·, ·] keys and values broadcast over the group.
+  const grouped = (x: Tensor): Tensor => (group === 1 ? x : F.reshape(x, [x.dim(0), Hkv, 1, x.dim(2), x.dim(3)]));
   const qg = group === 1 ? q : F.reshape(q, [B, Hkv, group, T, d]);
-  const scores = ks.map((kb) => F.mul(F.matmul(qg, F.transposeLast(grouped(kb))), g.scalar(scale)));
+  // scale 1: the caller folded it into q (a scaled product becomes ORT's FusedMatMul, which lacks
+  // the matrix-vector kernel a decode step's q·Kᵀ needs).
+  const scores = kTs.map((kT) => (scale === 1 ? F.matmul(qg, grouped(kT)) : F.mul(F.matmul(qg, grouped(kT)), g.scalar(scale))));
   const all = F.concat(scores, -1);
   const m = group === 1 ? mask : F.reshape(mask, [mask.dim(0), 1, 1, T, all.dim(-1)]);
   // An additive bias (0 or -1e30, computed once on the small mask) rather than where(): the

@@ -465,12 +465,12 @@ export async function arSamples(ar: CausalLM, tokenizer: TextTokenizer, passages
   const generated: number[][] = chosen.map(() => []);
   const done = chosen.map(() => false);
   const cache = ar.newCache(count);
-  let out = await ar.step(cache, prompts.map((p) => [specials.bos, ...p]));
+  let out = await ar.step(cache, prompts.map((p) => [specials.bos, ...p]), {}, { logits: 'last' });
   const logp = new Float64Array(V);
   for (let step = 0; step < maxTokens; step++) {
     const next: number[][] = [];
     for (let b = 0; b < count; b++) {
-      const off = (b * out.T + out.T - 1) * V;
+      const off = b * V;
       const id = sampleToken(logSoftmaxRow(out.logits.subarray(off, off + V), logp), sampling, rand);
       if (!done[b]) {
         generated[b].push(id);
@@ -479,7 +479,7 @@ export async function arSamples(ar: CausalLM, tokenizer: TextTokenizer, passages
       next.push([id]);
     }
     if (done.every((d) => d) || step + 1 === maxTokens) break;
-    out = await ar.step(cache, next);
+    out = await ar.step(cache, next, {}, { logits: 'last' });
   }
   return chosen.map((p, b) => ({ docId: p.docId, prompt: tokenizer.decode(prompts[b]), continuation: tokenizer.decode(generated[b]), ids: generated[b] }));
 }

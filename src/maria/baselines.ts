@@ -306,12 +306,11 @@ export async function infillWithMethod(m: Maria, input: string | MaskedSequence,
         continue;
       }
       check(progress());
-      const out = await ar.step(cache, pending);
+      const out = await ar.step(cache, pending, {}, { logits: 'last' });
       passes++;
-      const T = out.T;
       pending = [];
       for (let b = 0; b < N; b++) {
-        logSoftmaxRow(out.logits.subarray((b * T + T - 1) * V, (b * T + T) * V), lp);
+        logSoftmaxRow(out.logits.subarray(b * V, (b + 1) * V), lp);
         choose(b, i);
         pending.push([rows[b][i]]);
       }

@@ -2,12 +2,14 @@
 // single-token decode (T = 1); the KV cache is carried between calls as ORT tensors.
 import type ort from 'onnxruntime-node';
 import { Graph, type Tensor } from '../engine/graph.js';
+import * as F from '../engine/ops.js';
+import * as nn from '../engine/nn.js';
 import { compile, type CompiledModel } from '../engine/onnx.js';
 import { Session, type SessionOptions, OrtTensorCtor, int64Tensor } from '../engine/runtime.js';
 import { HfConfig, ModelFolderError } from './config.js';
 import type { BaseConfig, CausalFamily, CausalOutputs } from './family.js';
 import { familyFor } from './registry.js';
-import { commitStep, newKvCache, stepFeeds, type CacheShape, type KvCache } from './kv-cache.js';
+import { cacheDims, commitStep, newKvCache, stepFeeds, type CacheShape, type KvCache } from './kv-cache.js';
 import { loadParams, paramSource, type ParamMap } from './weights.js';
 
 export type { KvCache } from './kv-cache.js';
@@ -16,11 +18,22 @@ export type { KvCache } from './kv-cache.js';
 export interface StepOutput {
   /** [B, T, D] flattened. */
   hidden: Float32Array;
-  /** [B, T, V] flattened (empty when the runner was built without the LM head). */
+  /** [B, logitRows, V] flattened (empty when the runner was built without the LM head). */
   logits: Float32Array;
   T: number;
   /** Outputs added by a StepExtension. */
   extra: Record<string, ort.Tensor>;
+  /** Logit rows per batch row: T, or 1 for a step run with `logits: 'last'`. */
+  logitRows: number;
+}
+
+/** Options of one step. */
+export interface StepOptions {
+  /**
+   * Which positions get logits: 'all' (default; [B, T, V]) or 'last', only each row's last new
+   * token ([B, 1, V]) — a prompt's prefill then skips T−1 of the V×D output products.
+   */
+  logits?: 'all' | 'last';
 }
 
 /**
@@ -66,9 +79,11 @@ export class CausalLM {
 
   /**
    * The step graph as ONNX (weights as initializers), without a session: inputs input_ids,
-   * position_ids [B, T], key_valid, key_positions [B, P+T], past_key_i / past_value_i
-   * [B, Hkv, P, d]; outputs hidden, logits (unless the extension drops them), the extension's
-   * outputs, present_key_i / present_value_i [B, Hkv, T, d]. The in-browser runner uses it as is.
+   * position_ids [B, T], key_valid, key_positions [B, P+T], past_key_i [B, Hkv, d, P] (keys
+   * transposed), past_value_i [B, Hkv, P, d], and (unless the extension drops the LM's logits) logits_index [B, K], the
+   * flat rows b·T + t of the positions to compute logits for; outputs hidden, logits [B, K, V],
+   * the extension's outputs, present_key_i [B, Hkv, d, T], present_value_i [B, Hkv, T, d]. The in-browser
+   * runner uses it as is.
    */
   static compileStep(family: CausalFamily, config: BaseConfig, params: ParamMap, dir = '<memory>', extension?: StepExtension): CompiledModel {
     const g = new Graph();
@@ -78,12 +93,20 @@ export class CausalLM {
     const keyPositions = g.input('key_positions', ['B', 'P+T'], 'int64');
     const { kvHeads, headDim } = family.cacheShape(config);
     const past = Array.from({ length: config.numLayers }, (_, i) => ({
-      k: g.input(`past_key_${i}`, ['B', kvHeads, 'P', headDim]),
+      k: g.input(`past_key_${i}`, ['B', kvHeads, headDim, 'P']),
       v: g.input(`past_value_${i}`, ['B', kvHeads, 'P', headDim]),
     }));
-    const out = family.forward(g, paramSource(g, params, dir), config, { ids, positions, keyValid, keyPositions, past });
+    const source = paramSource(g, params, dir);
+    const out = family.forward(g, source, config, { ids, positions, keyValid, keyPositions, past });
     const outputs: Record<string, Tensor> = { hidden: out.hidden };
-    if (!extension || extension.keepLogits) outputs.logits = out.logits;
+    if (!extension || extension.keepLogits) {
+      // The output product runs only at the requested rows (the family's own [B, T, V] logits are
+      // left out of the graph), so a prefill that needs one row of logits pays for one.
+      const rows = g.input('logits_index', ['B', 'K'], 'int64');
+      const picked = F.gather(F.reshape(out.hidden, [-1, config.hiddenSize]), rows);
+      const head = family.outputHead(config, source.has);
+      outputs.logits = nn.linear(picked, source.get(head.weight, [config.vocabSize, config.hiddenSize]), head.bias ? source.get(head.bias, [config.vocabSize]) : null);
+    }
     if (extension) Object.assign(outputs, extension.build(g, out));
     out.present.forEach((p, i) => {
       outputs[`present_key_${i}`] = p.k;
@@ -106,11 +129,12 @@ export class CausalLM {
    * Appends tokens to every row of the cache and returns their hidden states and logits. Rows may
    * add different numbers of tokens (shorter rows are padded; the padding is masked out forever).
    */
-  async step(cache: KvCache, rows: number[][], extraFeeds: Record<string, ort.Tensor> = {}): Promise<StepOutput> {
+  async step(cache: KvCache, rows: number[][], extraFeeds: Record<string, ort.Tensor> = {}, options: StepOptions = {}): Promise<StepOutput> {
     const shape = this.cacheShape;
     const f = stepFeeds(cache, rows, this.config.maxPositions);
     const { B, T, C } = f;
-    const { kvHeads, headDim } = shape;
+    const last = options.logits === 'last';
+    const logitRows = last ? 1 : T;
     const feeds: Record<string, ort.Tensor> = {
       ...extraFeeds,
       input_ids: int64Tensor(f.ids, [B, T]),
@@ -118,9 +142,18 @@ export class CausalLM {
       key_valid: int64Tensor(f.keyValid, [B, C + T]),
       key_positions: int64Tensor(f.keyPositions, [B, C + T]),
     };
+    if (this.session.inputNames.includes('logits_index')) {
+      const index = new BigInt64Array(B * logitRows);
+      for (let b = 0; b < B; b++) {
+        if (last) index[b] = BigInt(b * T + Math.max(rows[b].length, 1) - 1);
+        else for (let t = 0; t < T; t++) index[b * T + t] = BigInt(b * T + t);
+      }
+      feeds.logits_index = int64Tensor(index, [B, logitRows]);
+    }
+    const dims = cacheDims(shape, B, C);
     cache.layers.forEach((l, i) => {
-      feeds[`past_key_${i}`] = new OrtTensorCtor('float32', l.k, [B, kvHeads, C, headDim]);
-      feeds[`past_value_${i}`] = new OrtTensorCtor('float32', l.v, [B, kvHeads, C, headDim]);
+      feeds[`past_key_${i}`] = new OrtTensorCtor('float32', l.k, dims.keys);
+      feeds[`past_value_${i}`] = new OrtTensorCtor('float32', l.v, dims.values);
     });
     const out = await this.session.run(feeds);
     // Commit: the new tokens' keys and values go into the next free slots.
@@ -129,7 +162,7 @@ export class CausalLM {
     for (const name of Object.keys(out)) {
       if (name !== 'hidden' && name !== 'logits' && !name.startsWith('present_')) extra[name] = out[name];
     }
-    return { hidden: out.hidden.data as Float32Array, logits: out.logits ? (out.logits.data as Float32Array) : new Float32Array(0), T, extra };
+    return { hidden: out.hidden.data as Float32Array, logits: out.logits ? (out.logits.data as Float32Array) : new Float32Array(0), T, extra, logitRows };
   }
 
   /** Full-sequence forward of one row (a fresh cache). */

@@ -38,7 +38,10 @@ export interface CausalInputs {
   keyValid: Tensor;
   /** [B, S] int64 positions of every key (cache slots, then the new tokens). */
   keyPositions: Tensor;
-  /** Per layer, the KV cache [B, Hkv, P, headDim] (P slots, some unused); empty for no cache (training). */
+  /**
+   * Per layer, the KV cache (P slots, some unused): keys transposed, [B, Hkv, headDim, P] (see
+   * nn.TransposedKeys), values [B, Hkv, P, headDim]; empty for no cache (training).
+   */
   past: Array<{ k: Tensor; v: Tensor }>;
 }
 
@@ -47,7 +50,7 @@ export interface CausalOutputs {
   hidden: Tensor;
   /** [B, T, V]. */
   logits: Tensor;
-  /** Per layer, the keys and values of the new tokens [B, Hkv, T, headDim] (the runner caches them). */
+  /** Per layer, the new tokens' keys [B, Hkv, headDim, T] and values [B, Hkv, T, headDim] (the runner caches them). */
   present: Array<{ k: Tensor; v: Tensor }>;
 }
 

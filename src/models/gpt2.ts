@@ -119,9 +119,9 @@ const forward: CausalFamily<Gpt2Config>['forward'] = (_g, p, c, inputs) => {
     const vNew = nn.splitHeads(F.slice(qkv, -1, 2 * D, 3 * D), c.numHeads, c.headDim);
     // The cache and the new tokens are attended to as two blocks (never concatenated); only the
     // new keys and values are returned, the runner writes them into its cache.
-    const k = inputs.past.length ? [inputs.past[i].k, kNew] : kNew;
+    const k = inputs.past.length ? [{ transposed: inputs.past[i].k }, kNew] : kNew;
     const v = inputs.past.length ? [inputs.past[i].v, vNew] : vNew;
-    present.push({ k: kNew, v: vNew });
+    present.push({ k: F.transposeLast(kNew), v: vNew });
     let scale = c.scaleAttnWeights ? 1 / Math.sqrt(c.headDim) : 1;
     if (c.scaleByInverseLayerIdx) scale /= i + 1;
     h = F.add(h, conv(nn.mergeHeads(nn.attention(q, k, v, mask, scale)), `${pre}.attn.c_proj`, D, D));

@@ -202,6 +202,7 @@ function forward(g: Graph, p: ParamSource, c: LlamaConfig, inputs: Parameters<Ca
   const { cos, sin } = c.ropeScaling
     ? rotaryTablesFrom(inputs.positions, ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling))
     : nn.rotaryTables(inputs.positions, c.headDim, c.ropeTheta);
+  const scaled = nn.scaledRotaryTables({ cos, sin }, 1 / Math.sqrt(c.headDim));
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
   const present: Array<{ k: Tensor; v: Tensor }> = [];
@@ -225,15 +226,15 @@ function forward(g: Graph, p: ParamSource, c: LlamaConfig, inputs: Parameters<Ca
       qs = norm(qs, `${pre}.self_attn.q_norm.weight`, q);
       ks = norm(ks, `${pre}.self_attn.k_norm.weight`, kv);
     }
-    const qh = nn.applyRotary(nn.splitHeads(qs, c.numHeads, c.headDim), cos, sin);
+    const qh = nn.applyRotary(nn.splitHeads(qs, c.numHeads, c.headDim), scaled.cos, scaled.sin);
     const kNew = nn.applyRotary(nn.splitHeads(ks, c.numKvHeads, c.headDim), cos, sin);
     const vNew = nn.splitHeads(vs, c.numKvHeads, c.headDim);
     // The cache and the new tokens are attended to as two blocks (never concatenated); only the
     // new keys and values are returned, the runner writes them into its cache.
-    const k = inputs.past.length ? [inputs.past[i].k, kNew] : kNew;
+    const k = inputs.past.length ? [{ transposed: inputs.past[i].k }, kNew] : kNew;
     const v = inputs.past.length ? [inputs.past[i].v, vNew] : vNew;
-    present.push({ k: kNew, v: vNew });
-    const attn = lin(nn.mergeHeads(nn.attention(qh, k, v, mask, 1 / Math.sqrt(c.headDim))), `${pre}.self_attn.o_proj`, c.hiddenSize, q, c.outputBias);
+    present.push({ k: F.transposeLast(kNew), v: vNew });
+    const attn = lin(nn.mergeHeads(nn.attention(qh, k, v, mask, 1)), `${pre}.self_attn.o_proj`, c.hiddenSize, q, c.outputBias);
     h = F.add(h, c.variant === 'olmo2' ? norm(attn, `${pre}.post_attention_layernorm.weight`) : attn);
 
     const y = c.variant === 'olmo2' ? h : norm(h, `${pre}.post_attention_layernorm.weight`);

@@ -167,10 +167,14 @@ const forward: CausalFamily<ModernBertDecoderConfig>['forward'] = (_g, p, c, inp
 
   const embed = p.get('model.embeddings.tok_embeddings.weight', [c.vocabSize, D]);
   let h = norm(F.gather(embed, inputs.ids), 'model.embeddings.norm');
-  const tables = new Map<number, { cos: Tensor; sin: Tensor }>();
-  const rotary = (theta: number): { cos: Tensor; sin: Tensor } => {
+  // Per RoPE base: the key tables and the query tables, which also carry attention's 1/√d.
+  const tables = new Map<number, { k: { cos: Tensor; sin: Tensor }; q: { cos: Tensor; sin: Tensor } }>();
+  const rotary = (theta: number): { k: { cos: Tensor; sin: Tensor }; q: { cos: Tensor; sin: Tensor } } => {
     let t = tables.get(theta);
-    if (!t) tables.set(theta, (t = nn.rotaryTables(inputs.positions, c.headDim, theta)));
+    if (!t) {
+      const k = nn.rotaryTables(inputs.positions, c.headDim, theta);
+      tables.set(theta, (t = { k, q: nn.scaledRotaryTables(k, 1 / Math.sqrt(c.headDim)) }));
+    }
     return t;
   };
   const masks = new Map<LayerType, Tensor>();
@@ -193,17 +197,17 @@ const forward: CausalFamily<ModernBertDecoderConfig>['forward'] = (_g, p, c, inp
   for (let i = 0; i < c.numLayers; i++) {
     const pre = `model.layers.${i}`;
     const type = c.layerTypes[i];
-    const { cos, sin } = rotary(c.ropeTheta[type]);
+    const rope = rotary(c.ropeTheta[type]);
     const x = i === 0 ? h : norm(h, `${pre}.attn_norm`);
-    const q = nn.applyRotary(nn.splitHeads(lin(x, `${pre}.attn.q_proj`, D, D, c.attentionBias), c.numHeads, c.headDim), cos, sin);
-    const kNew = nn.applyRotary(nn.splitHeads(lin(x, `${pre}.attn.k_proj`, D, D, c.attentionBias), c.numHeads, c.headDim), cos, sin);
+    const q = nn.applyRotary(nn.splitHeads(lin(x, `${pre}.attn.q_proj`, D, D, c.attentionBias), c.numHeads, c.headDim), rope.q.cos, rope.q.sin);
+    const kNew = nn.applyRotary(nn.splitHeads(lin(x, `${pre}.attn.k_proj`, D, D, c.attentionBias), c.numHeads, c.headDim), rope.k.cos, rope.k.sin);
     const vNew = nn.splitHeads(lin(x, `${pre}.attn.v_proj`, D, D, c.attentionBias), c.numHeads, c.headDim);
     // The cache and the new tokens are attended to as two blocks (never concatenated); only the
     // new keys and values are returned, the runner writes them into its cache.
-    const k = inputs.past.length ? [inputs.past[i].k, kNew] : kNew;
+    const k = inputs.past.length ? [{ transposed: inputs.past[i].k }, kNew] : kNew;
     const v = inputs.past.length ? [inputs.past[i].v, vNew] : vNew;
-    present.push({ k: kNew, v: vNew });
-    const attn = nn.mergeHeads(nn.attention(q, k, v, maskFor(type), 1 / Math.sqrt(c.headDim)));
+    present.push({ k: F.transposeLast(kNew), v: vNew });
+    const attn = nn.mergeHeads(nn.attention(q, k, v, maskFor(type), 1));
     h = F.add(h, lin(attn, `${pre}.attn.Wo`, D, D, c.attentionBias));
 
     const wi = lin(norm(h, `${pre}.mlp_norm`), `${pre}.mlp.Wi`, 2 * I, D, c.mlpBias);

@@ -12,7 +12,7 @@ import * as ort from 'onnxruntime-web/wasm';
 import { infillLoop, parseInput, scoreMasked, type InfillEvent, type InfillOptions, type InfillResult, type MariaRuntime, type MariaSpec, type ScoreResult } from '../maria/core.js';
 import { InputError, parseMaskedText, positionsMask, randomMask, spanMask, splitMaskMarkers, type MaskedSequence } from '../maria/masks.js';
 import { checkSampling } from '../maria/sampling.js';
-import { commitStep, newKvCache, stepFeeds, type CacheShape, type KvCache } from '../models/kv-cache.js';
+import { cacheDims, commitStep, newKvCache, stepFeeds, type CacheShape, type KvCache } from '../models/kv-cache.js';
 import { infillJson, infillSegments, scoreJson, tokenEventJson, tokenPieces, type InfillJson } from '../maria/shapes.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { WEB_GRAPH_FILES, WEB_MANIFEST_FILE, type WebManifest } from './manifest.js';
@@ -176,7 +176,6 @@ export class BrowserMaria implements MariaRuntime {
     const shape = this.cacheShape;
     const f = stepFeeds(cache, rows, this.manifest.ar.maxPositions);
     const { B, T, C } = f;
-    const { kvHeads, headDim } = shape;
     const feeds: Record<string, ort.Tensor> = {
       input_ids: int64(f.ids, [B, T]),
       position_ids: int64(f.positions, [B, T]),
@@ -185,9 +184,10 @@ export class BrowserMaria implements MariaRuntime {
       head_index: int64(headIndex, [headIndex.length]),
       mlm_hidden: new ort.Tensor('float32', mlmHidden, [B, headIndex.length, this.spec.mlmHidden]),
     };
+    const dims = cacheDims(shape, B, C);
     cache.layers.forEach((l, i) => {
-      feeds[`past_key_${i}`] = new ort.Tensor('float32', l.k, [B, kvHeads, C, headDim]);
-      feeds[`past_value_${i}`] = new ort.Tensor('float32', l.v, [B, kvHeads, C, headDim]);
+      feeds[`past_key_${i}`] = new ort.Tensor('float32', l.k, dims.keys);
+      feeds[`past_value_${i}`] = new ort.Tensor('float32', l.v, dims.values);
     });
     const out = await this.ar.run(feeds, this.stepFetches);
     commitStep(cache, shape, f, rows, (i) => ({ k: out[`present_key_${i}`].data as Float32Array, v: out[`present_value_${i}`].data as Float32Array }));

@@ -4,7 +4,8 @@
 
 export const WEB_FORMAT = 'maria-web';
 // 2: mlmUnkId (what an AR token the MLM lacks becomes).
-export const WEB_VERSION = 2;
+// 3: the step graph takes its cached keys transposed, [B, Hkv, d, P].
+export const WEB_VERSION = 3;
 
 /** The exported graphs. */
 export const WEB_GRAPH_FILES = { mlm: 'mlm.onnx', arStep: 'ar-step.onnx' } as const;
