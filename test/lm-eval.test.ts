@@ -1,11 +1,12 @@
 // The Brown evaluation of the default models (src/eval/lm-eval.ts) and the model cards of
 // `maria evaluate-models`: the bigram baseline's distributions, deterministic passages and masks,
 // perplexity plumbing, and a smoke run on tiny random models with the default tokenizer.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { renderCard, readRun, writeCard } from '../src/cli/evaluate-models.js';
+import { pairStages, renderCard, readRun, writeCard, type RunRecord } from '../src/cli/evaluate-models.js';
 import { loadBrown, type BrownDoc } from '../src/data/corpus.js';
 import { saveCheckpoint } from '../src/engine/checkpoint.js';
 import { mulberry32 } from '../src/engine/random.js';
@@ -253,29 +254,33 @@ describe('evaluation on tiny random models', () => {
     }
   });
 
-  it('model cards: rendered from the config, the run record and the report; the block is replaced in place', () => {
-    const runDir = join(root, 'run');
+  /** A tiny `maria pretrain --out` folder: a train state whose metadata records these steps and history. */
+  function writeRun(name: string, r: Omit<RunRecord, 'path'>): string {
+    const runDir = join(root, name);
     mkdirSync(runDir);
     saveCheckpoint(join(runDir, 'train-state.safetensors'), {
       params: new Map([['w', new Float32Array([1, 2])]]),
       shapes: new Map([['w', [2]]]),
-      optimizer: { step: 30, m: new Map([['w', new Float32Array(2)]]), v: new Map([['w', new Float32Array(2)]]) },
-      progress: {
-        seed: 3,
-        config: {},
-        history: {
-          validation: [
-            { step: 20, loss: 6.5 },
-            { step: 30, loss: 6.25 },
-          ],
-          trainLoss: [
-            { step: 10, loss: 7 },
-            { step: 20, loss: 6.6 },
-            { step: 30, loss: 6.2 },
-          ],
-          wallSeconds: 125,
-        },
-      },
+      optimizer: { step: r.steps, m: new Map([['w', new Float32Array(2)]]), v: new Map([['w', new Float32Array(2)]]) },
+      progress: { seed: r.seed, config: {}, history: { validation: r.validation, trainLoss: r.trainLoss, wallSeconds: r.wallSeconds } },
+    });
+    return runDir;
+  }
+
+  it('model cards: rendered from the config, the run record and the report; the block is replaced in place', () => {
+    const runDir = writeRun('run', {
+      steps: 30,
+      seed: 3,
+      wallSeconds: 125,
+      validation: [
+        { step: 20, loss: 6.5 },
+        { step: 30, loss: 6.25 },
+      ],
+      trainLoss: [
+        { step: 10, loss: 7 },
+        { step: 20, loss: 6.6 },
+        { step: 30, loss: 6.2 },
+      ],
     });
     const run = readRun(runDir);
     expect(run).toMatchObject({ steps: 30, seed: 3, wallSeconds: 125 });
@@ -287,8 +292,7 @@ describe('evaluation on tiny random models', () => {
         info,
         parameters: 1234567,
         tokenizerSha256: 'ab'.repeat(32),
-        run,
-        command: 'node dist/cli/main.js pretrain --preset default-ar --out runs/default-ar --steps 30 --batch 4 --seq-len 64',
+        stages: [{ run, command: 'node dist/cli/main.js pretrain --preset default-ar --out runs/default-ar --steps 30 --batch 4 --seq-len 64' }],
         data: { trainTokens: 1000, validationTokens: 100 },
         evalCommand: 'maria evaluate-models --ar a --mlm b',
       },
@@ -300,7 +304,13 @@ describe('evaluation on tiny random models', () => {
     expect(card).toContain('2 min 05 s');
     expect(card).toContain(`the bigram's ${report.ar!.bigram.ppl.toFixed(2)}`);
     expect(card).toContain('6.250');
-    const mlmCard = renderCard({ kind: 'mlm', dir: mlmDir, info: readModelInfo(mlmDir), parameters: 10, tokenizerSha256: 'cd'.repeat(32), run: null, command: null, data: { trainTokens: 1000, validationTokens: 100 }, evalCommand: 'x' }, report);
+    // One stage: the Training section keeps its single-run shape.
+    expect(card).toContain('- **Command** (this folder is a copy of its `--out` folder `runs/default-ar`):');
+    expect(card).toContain('- **Final validation loss** (step 30, next-token');
+    expect(card).toContain('  | step | 20 | 30 |');
+    expect(card).not.toContain('Stage 1');
+    expect(card).not.toContain('**Total**');
+    const mlmCard = renderCard({ kind: 'mlm', dir: mlmDir, info: readModelInfo(mlmDir), parameters: 10, tokenizerSha256: 'cd'.repeat(32), stages: [{ run: null, command: null }], data: { trainTokens: 1000, validationTokens: 100 }, evalCommand: 'x' }, report);
     expect(mlmCard).toContain('| 0.15 |');
     expect(mlmCard).toContain('rank');
 
@@ -315,5 +325,123 @@ describe('evaluation on tiny random models', () => {
     expect(text).toContain('notes below');
     expect(text).toContain('second');
     expect(text).not.toContain('first');
+  });
+
+  it('model cards of a model trained in two stages: both commands and runs, summed totals, the last stage as final', () => {
+    const stage1 = readRun(
+      writeRun('stage1', {
+        steps: 30,
+        seed: 3,
+        wallSeconds: 125,
+        validation: [
+          { step: 20, loss: 6.5 },
+          { step: 30, loss: 6.25 },
+        ],
+        trainLoss: [
+          { step: 10, loss: 7 },
+          { step: 30, loss: 6.2 },
+        ],
+      }),
+    );
+    const stage2 = readRun(
+      writeRun('stage2', {
+        steps: 40,
+        seed: 10,
+        wallSeconds: 3665,
+        validation: [
+          { step: 20, loss: 5.9 },
+          { step: 40, loss: 5.75 },
+        ],
+        trainLoss: [
+          { step: 10, loss: 6.0 },
+          { step: 20, loss: 5.8 },
+          { step: 40, loss: 5.7 },
+        ],
+      }),
+    );
+    const command1 = 'maria pretrain --preset default-ar --out runs/s1 --steps 30 --batch 4 --seq-len 64 --seed 3';
+    const command2 = 'maria pretrain --config m/config.json --init-from m --out runs/s2 --steps 40 --batch 2 --seq-len 32 --seed 10';
+    const input = {
+      dir: arDir,
+      parameters: 1234567,
+      tokenizerSha256: 'ab'.repeat(32),
+      stages: [
+        { run: stage1, command: command1 },
+        { run: stage2, command: command2 },
+      ],
+      data: { trainTokens: 1000, validationTokens: 100 },
+      evalCommand: 'x',
+    };
+    const card = renderCard({ kind: 'ar', info: readModelInfo(arDir), ...input }, report);
+    const training = card.slice(card.indexOf('## Training'), card.indexOf('## Evaluation'));
+    const at = (s: string): number => {
+      const i = training.indexOf(s);
+      expect(i, s).toBeGreaterThanOrEqual(0);
+      return i;
+    };
+    // Stage by stage, in order: each command in its sh block, each run line from its own file.
+    const order = [
+      '- **Stage 1**: from scratch.',
+      '  - **Command**:',
+      `    ${command1}`,
+      '  - **Run**: 30 optimiser steps (AdamW, batch 4 × 64 tokens: 7 680 text tokens seen, 7.7 passes over the training split), seed 3, 2 min 05 s of wall time',
+      `(from \`${stage1.path}\`)`,
+      "- **Stage 2**: continued from the previous stage's weights with a fresh AdamW state and learning-rate schedule (`--init-from`).",
+      // Only the last stage wrote the folder this card describes.
+      '  - **Command** (this folder is a copy of its `--out` folder `runs/s2`):',
+      `    ${command2}`,
+      '  - **Run**: 40 optimiser steps (AdamW, batch 2 × 32 tokens: 2 560 text tokens seen, 2.6 passes over the training split), seed 10, 1 h 01 min of wall time',
+      `(from \`${stage2.path}\`)`,
+      // 30 + 40 steps, 7 680 + 2 560 tokens, 125 + 3665 s.
+      '- **Total**: 70 optimiser steps in 2 stages, 10 240 text tokens seen (10.2 passes over the training split), 1 h 03 min of wall time',
+      // The final losses are stage 2's: mean(6.0, 5.8, 5.7) and its last validation.
+      '- **Final training loss** (next-token cross-entropy, nats per token): 5.833, the mean of the last 3 logged steps of stage 2 (10–40;',
+      '- **Final validation loss** (stage 2, step 40, next-token cross-entropy, nats per token): 5.750, perplexity 314.19',
+      '  | stage 1 step | 20 | 30 |',
+      '  | validation loss | 6.500 | 6.250 |',
+      '  | stage 2 step | 20 | 40 |',
+      '  | validation loss | 5.900 | 5.750 |',
+    ];
+    const positions = order.map(at);
+    expect(positions).toEqual([...positions].sort((a, b) => a - b));
+    expect(training.match(/```sh/g)).toHaveLength(2);
+    expect(training).not.toContain('`runs/s1`)');
+    // The context and window remarks follow the last stage's --seq-len; the time is the total.
+    expect(card).toContain('trained on windows of 32 tokens)');
+    expect(card).toContain('beyond the training window (32 tokens)');
+    expect(card).toContain('trained for 1 h 03 min on');
+
+    // The MLM's windows spend two positions on [BOS] and [EOS]: (64 − 2)·4·30 + (32 − 2)·2·40 = 9 840.
+    const mlmCard = renderCard({ ...input, kind: 'mlm', dir: mlmDir, info: readModelInfo(mlmDir) }, report);
+    expect(mlmCard).toContain('- **Total**: 70 optimiser steps in 2 stages, 9 840 text tokens seen (9.8 passes');
+    expect(mlmCard).toContain('- **Final validation loss** (stage 2, step 40, masked-token cross-entropy');
+  });
+
+  it('stages pair the i-th --ar-command with the i-th --ar-run; other counts are usage errors', () => {
+    expect(pairStages('ar', ['a', 'b'], ['x', 'y'])).toEqual([
+      { run: 'a', command: 'x' },
+      { run: 'b', command: 'y' },
+    ]);
+    // As before stages: one run with or without its command, or the model folder's own record.
+    expect(pairStages('ar', ['a'], [])).toEqual([{ run: 'a', command: null }]);
+    expect(pairStages('ar', undefined, ['x'])).toEqual([{ run: undefined, command: 'x' }]);
+    expect(pairStages('mlm')).toEqual([{ run: undefined, command: null }]);
+    expect(() => pairStages('ar', ['a', 'b'], ['x'])).toThrow('1 --ar-command for 2 --ar-run');
+    expect(() => pairStages('ar', ['a', 'b'])).toThrow('0 --ar-command for 2 --ar-run');
+    expect(() => pairStages('mlm', ['a'], ['x', 'y'])).toThrow('2 --mlm-command for 1 --mlm-run');
+    expect(() => pairStages('mlm', [], ['x', 'y'])).toThrow('2 --mlm-command for 0 --mlm-run');
+  });
+
+  it('maria evaluate-models: a run/command count mismatch exits 2 with one line, before evaluating', () => {
+    const repo = new URL('..', import.meta.url).pathname;
+    const cli = join(repo, 'dist/cli/main.js');
+    if (!existsSync(cli) || !existsSync(join(repo, 'dist/cli/evaluate-models.js'))) {
+      throw new Error('dist/cli/main.js or dist/cli/evaluate-models.js is missing: run `npx tsc -p tsconfig.json` (or npm run build) first');
+    }
+    const args = ['evaluate-models', '--ar', arDir, '--mlm', mlmDir, '--cards', '--ar-run', 'r1', '--ar-command', 'c1', '--ar-run', 'r2'];
+    const r = spawnSync(process.execPath, [cli, ...args], { cwd: repo, encoding: 'utf8', env: { ...process.env, MARIA_THREADS: '1', MARIA_DEBUG: '' }, timeout: 60_000 });
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe('error: 1 --ar-command for 2 --ar-run: pass one --ar-command per --ar-run, in stage order\n');
   });
 });

@@ -123,12 +123,17 @@ const argmax = (a: Float32Array): number => {
 /** A deterministic prompt of ordinary (non-special) token ids. */
 const promptOf = (n: number, salt: number): number[] => Array.from({ length: n }, (_, i) => 5 + ((i * 37 + salt * 101) % 8000));
 
-async function arSection(label: string, dir: string, work: string, threads: number, reps: number, decodeTokens: number, rows: Row[]): Promise<void> {
+/**
+ * AR prefill and decode, maria against llama.cpp on a GGUF of the same folder (`ggufType` F32: the
+ * same weights bit for bit; F16: llama.cpp's half-precision weights, for reference).
+ */
+async function arSection(label: string, dir: string, work: string, threads: number, reps: number, decodeTokens: number, rows: Row[], ggufType: 'F32' | 'F16'): Promise<void> {
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
   type Token = import('node-llama-cpp').Token;
   const asTokens = (ids: number[]): Token[] => ids as unknown as Token[];
-  const gguf = join(work, `${label}.f32.gguf`);
-  exportGguf(dir, gguf, { dtype: 'F32' });
+  const gguf = join(work, `${label}.${ggufType}.gguf`.replace(/[^\w.-]+/g, '-'));
+  exportGguf(dir, gguf, { dtype: ggufType });
+  const peerName = `llama.cpp ${ggufType}`;
   const maria = await CausalLM.load(dir, { threads });
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, maxThreads: threads });
   const model = await llama.loadModel({ modelPath: gguf });
@@ -188,9 +193,9 @@ async function arSection(label: string, dir: string, work: string, threads: numb
       times.md.push((await mariaDecode()).ms);
       times.ld.push((await llamaDecode()).ms);
     }
-    rows.push({ what: 'AR prefill', model: label, context, maria: context / (median(times.mp) / 1000), peer: context / (median(times.lp) / 1000), peerName: 'llama.cpp F32', unit: 'tok/s', check });
-    rows.push({ what: 'AR decode', model: label, context, maria: decodeTokens / (median(times.md) / 1000), peer: decodeTokens / (median(times.ld) / 1000), peerName: 'llama.cpp F32', unit: 'tok/s', check });
-    console.log(`  ${label} context ${context}: ${check}`);
+    rows.push({ what: 'AR prefill', model: label, context, maria: context / (median(times.mp) / 1000), peer: context / (median(times.lp) / 1000), peerName, unit: 'tok/s', check });
+    rows.push({ what: 'AR decode', model: label, context, maria: decodeTokens / (median(times.md) / 1000), peer: decodeTokens / (median(times.ld) / 1000), peerName, unit: 'tok/s', check });
+    console.log(`  ${label} vs ${peerName}, context ${context}: ${check}`);
     await ctx.dispose();
   }
   await model.dispose();
@@ -242,13 +247,14 @@ async function mlmSection(label: string, dir: string, work: string, threads: num
 
 export async function benchPeers(args: string[]): Promise<void> {
   if (args.includes('--help')) {
-    console.log('usage: npm run bench -- peers [--threads=1] [--reps=5] [--decode=32] [--small-only]');
+    console.log('usage: npm run bench -- peers [--threads=1] [--reps=5] [--decode=32] [--small-only] [--f16]\n  --small-only  only the default models (skip the ~100M random-weight ones)\n  --f16         also llama.cpp on F16 weights (maria computes in F32)');
     return;
   }
   const threads = Number(arg(args, 'threads', '1'));
   const reps = Number(arg(args, 'reps', '5'));
   const decodeTokens = Number(arg(args, 'decode', '32'));
   const smallOnly = args.includes('--small-only');
+  const ggufTypes: Array<'F32' | 'F16'> = args.includes('--f16') ? ['F32', 'F16'] : ['F32'];
   const work = mkdtempSync(join(tmpdir(), 'maria-peers-'));
   const rows: Row[] = [];
   const models: Record<string, number> = {};
@@ -258,13 +264,13 @@ export async function benchPeers(args: string[]): Promise<void> {
     models['default AR'] = paramCount(defaultAr);
     models['default MLM'] = paramCount(repoPath('models/default/mlm'));
     console.log('AR vs llama.cpp:');
-    await arSection('default AR', defaultAr, work, threads, reps, decodeTokens, rows);
+    for (const t of ggufTypes) await arSection('default AR', defaultAr, work, threads, reps, decodeTokens, rows, t);
     console.log('MLM vs transformers.js:');
     await mlmSection('default MLM', repoPath('models/default/mlm'), work, threads, reps, rows);
     if (!smallOnly) {
       const llama100m = randomFolder(join(work, 'llama-100m'), LLAMA_100M, 3);
       models['Llama 100M (random)'] = paramCount(llama100m);
-      await arSection('Llama 100M (random)', llama100m, work, threads, reps, decodeTokens, rows);
+      for (const t of ggufTypes) await arSection('Llama 100M (random)', llama100m, work, threads, reps, decodeTokens, rows, t);
       rmSync(llama100m, { recursive: true, force: true });
       const bertBase = randomFolder(join(work, 'modernbert-base'), MODERNBERT_BASE, 4);
       models['ModernBERT-base shape (random)'] = paramCount(bertBase);

@@ -1,8 +1,10 @@
-// `maria evaluate-models --ar DIR --mlm DIR [--n 200] [--length 128] [--seed 0] [--threads N] [--json] [--cards]`
+// `maria evaluate-models --ar DIR --mlm DIR [--n 200] [--length 128] [--seed 0] [--threads N] [--json] [--cards]
+//   [--ar-run DIR --ar-command TEXT]… [--mlm-run DIR --mlm-command TEXT]…`
 // Evaluates a causal LM and a masked LM on held-out Brown passages against a Kneser–Ney bigram
 // trained on the pretraining split (src/eval/lm-eval.ts), prints a table (or JSON), and with
 // --cards writes the README.md model card of both folders (a generated block between markers;
-// text outside the markers is kept).
+// text outside the markers is kept). A model trained in stages (stage 2 `--init-from` stage 1's
+// weights, …) gets one --ar-run / --ar-command pair per stage, in stage order.
 import type { Command } from 'commander';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -28,10 +30,10 @@ interface Options {
   threads?: string;
   json?: boolean;
   cards?: boolean;
-  arRun?: string;
-  mlmRun?: string;
-  arCommand?: string;
-  mlmCommand?: string;
+  arRun?: string[];
+  mlmRun?: string[];
+  arCommand?: string[];
+  mlmCommand?: string[];
   cache: string;
 }
 
@@ -63,6 +65,12 @@ export function readRun(runDir: string): RunRecord {
   };
 }
 
+/** One `maria pretrain` run of a model's training: what it recorded and the exact command. */
+export interface TrainingStage {
+  run: RunRecord | null;
+  command: string | null;
+}
+
 /** Everything a card needs besides the evaluation report. */
 export interface CardInput {
   kind: 'ar' | 'mlm';
@@ -70,8 +78,8 @@ export interface CardInput {
   info: ModelInfo;
   parameters: number;
   tokenizerSha256: string;
-  run: RunRecord | null;
-  command: string | null;
+  /** The training runs in order (at least one); each later one usually `--init-from` the previous one's weights. */
+  stages: TrainingStage[];
   data: { trainTokens: number; validationTokens: number };
   /** The `maria evaluate-models` arguments that produced the report. */
   evalCommand: string;
@@ -103,6 +111,103 @@ function flag(command: string | null, name: string, fallback: number): number {
   return Number.isFinite(n) ? n : fallback;
 }
 
+/** Text tokens one stage's optimiser steps saw: the MLM's windows spend two positions on [BOS] and [EOS]. */
+function tokensSeen(s: TrainingStage & { run: RunRecord }, isAr: boolean): number {
+  const seqLen = flag(s.command, 'seq-len', 256);
+  return s.run.steps * flag(s.command, 'batch', 16) * (isAr ? seqLen : seqLen - 2);
+}
+
+const hasRun = (s: TrainingStage): s is TrainingStage & { run: RunRecord } => s.run !== null;
+
+/**
+ * The `- **Command**` bullet (at `indent`), noting when the card's folder `dir` is a copy of the
+ * command's `--out` folder; `dir` null: the command did not write this folder (an earlier stage).
+ */
+function commandLines(command: string | null, dir: string | null, indent: string): string[] {
+  if (!command) return [`${indent}- **Command**: not recorded (pass \`--ar-command\` / \`--mlm-command\` to \`maria evaluate-models --cards\`).`];
+  const out = /--out[ =](\S+)/.exec(command)?.[1];
+  const copied = dir !== null && out !== undefined && resolve(out) !== resolve(dir) ? ` (this folder is a copy of its \`--out\` folder \`${out}\`)` : '';
+  return [`${indent}- **Command**${copied}:`, '', `${indent}  \`\`\`sh`, `${indent}  ${command}`, `${indent}  \`\`\``];
+}
+
+/** The `- **Run**` bullet (at `indent`): steps, batch, tokens seen, passes, seed and wall time of one stage. */
+function runLine(s: TrainingStage, isAr: boolean, trainTokens: number, indent: string): string {
+  if (!hasRun(s)) return `${indent}- **Run record**: not given (pass \`--ar-run\` / \`--mlm-run\`, the \`maria pretrain --out\` folder holding \`train-state.safetensors\`).`;
+  const seen = tokensSeen(s, isAr);
+  return `${indent}- **Run**: ${int(s.run.steps)} optimiser steps (AdamW, batch ${flag(s.command, 'batch', 16)} × ${flag(s.command, 'seq-len', 256)} tokens: ${int(seen)} text tokens seen, ${(seen / trainTokens).toFixed(1)} passes over the training split), seed ${s.run.seed}, ${duration(s.run.wallSeconds)} of wall time on 2 shared CPU cores (from \`${s.run.path}\`).`;
+}
+
+/** A run's validation losses as a one-row markdown table; `label` heads the step row. */
+function validationTable(run: RunRecord, label: string): string[] {
+  const v = run.validation;
+  return [`  | ${label} | ${v.map((x) => x.step).join(' | ')} |`, `  | --- | ${v.map(() => '---:').join(' | ')} |`, `  | validation loss | ${v.map((x) => f3(x.loss)).join(' | ')} |`];
+}
+
+/** How a stage started, from its command: `--init-from` continues earlier weights; the first stage without it starts from scratch. */
+function stageStart(command: string | null, k: number): string {
+  if (command && /--init-from[ =]/.test(command)) return ": continued from the previous stage's weights with a fresh AdamW state and learning-rate schedule (`--init-from`)";
+  return k === 0 ? ': from scratch' : '';
+}
+
+/** The card's training lines after Data and Objective: the command(s), run(s), final losses and validation tables. */
+function trainingLines(c: CardInput): string[] {
+  const isAr = c.kind === 'ar';
+  const L: string[] = [];
+  const stages = c.stages;
+  const multi = stages.length > 1;
+  if (multi) {
+    stages.forEach((s, k) => {
+      L.push(`- **Stage ${k + 1}**${stageStart(s.command, k)}.`);
+      // Only the last stage's --out is the folder this card sits in (or its copy).
+      L.push(...commandLines(s.command, k === stages.length - 1 ? c.dir : null, '  '));
+      L.push(runLine(s, isAr, c.data.trainTokens, '  '));
+    });
+    if (stages.every(hasRun)) {
+      const steps = stages.reduce((a, s) => a + s.run.steps, 0);
+      const seen = stages.reduce((a, s) => a + tokensSeen(s, isAr), 0);
+      const wall = stages.reduce((a, s) => a + s.run.wallSeconds, 0);
+      L.push(`- **Total**: ${int(steps)} optimiser steps in ${stages.length} stages, ${int(seen)} text tokens seen (${(seen / c.data.trainTokens).toFixed(1)} passes over the training split), ${duration(wall)} of wall time on 2 shared CPU cores.`);
+    }
+  } else {
+    L.push(...commandLines(stages[0]?.command ?? null, c.dir, ''));
+    L.push(runLine(stages[0] ?? { run: null, command: null }, isAr, c.data.trainTokens, ''));
+  }
+  // The final losses are the last stage's: the weights in this folder are the ones it ended with.
+  const last = stages.at(-1)?.run;
+  if (!last) return L;
+  const ofStage = multi ? ` of stage ${stages.length}` : '';
+  const lastTrain = last.trainLoss.slice(-10);
+  const meanTrain = lastTrain.reduce((a, b) => a + b.loss, 0) / Math.max(1, lastTrain.length);
+  const v = last.validation.at(-1);
+  const lossKind = isAr ? 'next-token cross-entropy, nats per token' : 'masked-token cross-entropy, nats per masked token';
+  if (lastTrain.length) {
+    L.push(`- **Final training loss** (${lossKind}): ${f3(meanTrain)}, the mean of the last ${lastTrain.length} logged steps${ofStage} (${lastTrain[0].step}–${lastTrain.at(-1)!.step}; a single batch is noisy).`);
+  }
+  if (v) {
+    const at = multi ? `stage ${stages.length}, step ${v.step}` : `step ${v.step}`;
+    L.push(
+      isAr
+        ? `- **Final validation loss** (${at}, ${lossKind}): ${f3(v.loss)}, perplexity ${f2(Math.exp(v.loss))} on the held-out SOTU / Moby Dick split.`
+        : `- **Final validation loss** (${at}, ${lossKind}): ${f3(v.loss)} on the held-out SOTU / Moby Dick split, with fixed masks whose rate cycles 0.15, 0.3, 0.5, 0.7, 0.9 over the validation batches.`,
+    );
+    if (!multi) L.push('', ...validationTable(last, 'step'), '');
+  }
+  if (multi) {
+    // Each stage counts its steps from 1 again (fresh optimiser and schedule): one table per stage.
+    const tables = stages.flatMap((s, k) => (s.run?.validation.length ? [['', ...validationTable(s.run, `stage ${k + 1} step`)]] : []));
+    if (tables.length) L.push('- **Validation loss during training** (each stage counts its steps from 1):', ...tables.flat(), '');
+  }
+  return L;
+}
+
+/** The training run that produced the final weights (the last stage's), for the seq-len the model saw last. */
+const lastCommand = (c: CardInput): string | null => c.stages.at(-1)?.command ?? null;
+
+/** Wall time of all stages, or null when a stage has no run record. */
+function totalWallSeconds(c: CardInput): number | null {
+  return c.stages.length > 0 && c.stages.every(hasRun) ? c.stages.reduce((a, s) => a + s.run.wallSeconds, 0) : null;
+}
+
 /** The generated block of a model card. */
 export function renderCard(c: CardInput, r: EvaluationReport): string {
   const raw = c.info.hf.raw;
@@ -130,7 +235,7 @@ export function renderCard(c: CardInput, r: EvaluationReport): string {
     L.push(`| attention | ${g('num_attention_heads')} heads; global attention every ${g('global_attn_every_n_layers')} layers (RoPE θ = ${g('global_rope_theta')}), sliding window of ${g('local_attention')} otherwise (RoPE θ = ${g('local_rope_theta')}) |`);
     L.push(`| MLP | GeGLU (${g('hidden_activation')}), ${g('intermediate_size')} wide; LayerNorm without bias, ε = ${g('norm_eps')} |`);
   }
-  L.push(`| context | ${g('max_position_embeddings')} positions (trained on windows of ${flag(c.command, 'seq-len', 256)} tokens${isAr ? '' : ' including [BOS] and [EOS]'}) |`);
+  L.push(`| context | ${g('max_position_embeddings')} positions (trained on windows of ${flag(lastCommand(c), 'seq-len', 256)} tokens${isAr ? '' : ' including [BOS] and [EOS]'}) |`);
   L.push(`| vocabulary | ${g('vocab_size')}: byte-level BPE, ids 0–4 \`[PAD] [BOS] [EOS] [MASK] [UNK]\` (\`tokenizer.json\` sha256 \`${c.tokenizerSha256.slice(0, 16)}…\`, the default tokenizer of \`models/default/tokenizer\`) |`);
   L.push(`| stored weights | ${g('dtype') ?? 'float32'} (computation in float32) |`, '');
 
@@ -143,38 +248,7 @@ export function renderCard(c: CardInput, r: EvaluationReport): string {
       ? '- **Objective**: next-token cross-entropy on random windows of the stream.'
       : '- **Objective**: masked diffusion: each training window gets `[BOS] … [EOS]` around it and a mask rate r ~ U(0, 1); every text token is replaced by `[MASK]` with probability r (at least one per window) and the loss is the cross-entropy of the masked tokens (no random-token or keep-token replacement as in BERT).',
   );
-  if (c.command) {
-    const out = /--out[ =](\S+)/.exec(c.command)?.[1];
-    const copied = out !== undefined && resolve(out) !== resolve(c.dir) ? ` (this folder is a copy of its \`--out\` folder \`${out}\`)` : '';
-    L.push(`- **Command**${copied}:`, '', '  ```sh', `  ${c.command}`, '  ```');
-  }
-  else L.push('- **Command**: not recorded (pass `--ar-command` / `--mlm-command` to `maria evaluate-models --cards`).');
-  if (c.run) {
-    const run = c.run;
-    const batch = flag(c.command, 'batch', 16);
-    const seqLen = flag(c.command, 'seq-len', 256);
-    const seen = run.steps * batch * (isAr ? seqLen : seqLen - 2);
-    L.push(
-      `- **Run**: ${int(run.steps)} optimiser steps (AdamW, batch ${batch} × ${seqLen} tokens: ${int(seen)} text tokens seen, ${(seen / c.data.trainTokens).toFixed(1)} passes over the training split), seed ${run.seed}, ${duration(run.wallSeconds)} of wall time on 2 shared CPU cores (from \`${run.path}\`).`,
-    );
-    const lastTrain = run.trainLoss.slice(-10);
-    const meanTrain = lastTrain.reduce((a, b) => a + b.loss, 0) / Math.max(1, lastTrain.length);
-    const v = run.validation.at(-1);
-    const lossKind = isAr ? 'next-token cross-entropy, nats per token' : 'masked-token cross-entropy, nats per masked token';
-    if (lastTrain.length) {
-      L.push(`- **Final training loss** (${lossKind}): ${f3(meanTrain)}, the mean of the last ${lastTrain.length} logged steps (${lastTrain[0].step}–${lastTrain.at(-1)!.step}; a single batch is noisy).`);
-    }
-    if (v) {
-      L.push(
-        isAr
-          ? `- **Final validation loss** (step ${v.step}, ${lossKind}): ${f3(v.loss)}, perplexity ${f2(Math.exp(v.loss))} on the held-out SOTU / Moby Dick split.`
-          : `- **Final validation loss** (step ${v.step}, ${lossKind}): ${f3(v.loss)} on the held-out SOTU / Moby Dick split, with fixed masks whose rate cycles 0.15, 0.3, 0.5, 0.7, 0.9 over the validation batches.`,
-      );
-      L.push('', '  | step | ' + run.validation.map((x) => x.step).join(' | ') + ' |', '  | --- | ' + run.validation.map(() => '---:').join(' | ') + ' |', '  | validation loss | ' + run.validation.map((x) => f3(x.loss)).join(' | ') + ' |', '');
-    }
-  } else {
-    L.push('- **Run record**: not given (pass `--ar-run` / `--mlm-run`, the `maria pretrain --out` folder holding `train-state.safetensors`).');
-  }
+  L.push(...trainingLines(c));
   L.push('');
 
   L.push('## Evaluation on the Brown Corpus (held out)', '');
@@ -232,9 +306,10 @@ export function renderCard(c: CardInput, r: EvaluationReport): string {
   }
 
   L.push('## Limitations', '');
+  const wall = totalWallSeconds(c);
   L.push(
-    `- Tiny (${(c.parameters / 1e6).toFixed(1)} M parameters) and trained ${c.run ? `for ${duration(c.run.wallSeconds)} ` : ''}on ~${(c.data.trainTokens / 1e6).toFixed(1)} M tokens of one narrow register (presidential addresses and one 19th-century novel). It knows little about the world and its English is old-fashioned and political; expect ${isAr ? 'locally plausible but incoherent continuations' : 'frequent function-word guesses when much of the text is masked'}.`,
-    `- ${isAr ? 'Positions' : 'Sequences'} beyond the training window (${flag(c.command, 'seq-len', 256)} tokens) were never seen in training, although the config allows ${g('max_position_embeddings')}.`,
+    `- Tiny (${(c.parameters / 1e6).toFixed(1)} M parameters) and trained ${wall !== null ? `for ${duration(wall)} ` : ''}on ~${(c.data.trainTokens / 1e6).toFixed(1)} M tokens of one narrow register (presidential addresses and one 19th-century novel). It knows little about the world and its English is old-fashioned and political; expect ${isAr ? 'locally plausible but incoherent continuations' : 'frequent function-word guesses when much of the text is masked'}.`,
+    `- ${isAr ? 'Positions' : 'Sequences'} beyond the training window (${flag(lastCommand(c), 'seq-len', 256)} tokens) were never seen in training, although the config allows ${g('max_position_embeddings')}.`,
     "- Made to test and demonstrate maria's code paths (MARIA's infilling, the baselines, the CLI) end to end, with figures that can be reproduced on a laptop; not a useful language model for any task, and not comparable with published models' perplexities (different tokenizer and test text).",
     '- No filtering or alignment of any kind; the training text reflects the views and language of its periods.',
   );
@@ -269,10 +344,29 @@ function parameterCount(info: ModelInfo): number {
   return info.family.params(info.config as never).reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
 }
 
-/** The run folder: the given one, else the model folder itself when it holds a train state. */
-function runFor(given: string | undefined, modelDir: string): RunRecord | null {
-  if (given) return readRun(given);
-  return existsSync(join(modelDir, 'train-state.safetensors')) ? readRun(modelDir) : null;
+/** A commander collector: a repeatable option's values in the order given. */
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
+
+/**
+ * Pairs the i-th `--<kind>-command` with the i-th `--<kind>-run` (stage order). Without a run
+ * folder the model folder itself stands for one stage (when it holds a train state), so up to one
+ * command goes with it; one run may also come without its command, as before stages existed.
+ * Any other count mismatch is a usage error, raised before the minutes of evaluation.
+ */
+export function pairStages(kind: 'ar' | 'mlm', runs: string[] = [], commands: string[] = []): Array<{ run: string | undefined; command: string | null }> {
+  const single = runs.length <= 1 && commands.length <= 1;
+  if (!single && runs.length !== commands.length) {
+    throw new CliError(`${commands.length} --${kind}-command for ${runs.length} --${kind}-run: pass one --${kind}-command per --${kind}-run, in stage order`);
+  }
+  return single ? [{ run: runs[0], command: commands[0] ?? null }] : runs.map((run, i) => ({ run, command: commands[i] }));
+}
+
+/** Reads the stages' run records: the given folder, else the model folder itself when it holds a train state. */
+function readStages(pairs: ReturnType<typeof pairStages>, modelDir: string): TrainingStage[] {
+  return pairs.map(({ run, command }) => ({
+    run: run ? readRun(run) : existsSync(join(modelDir, 'train-state.safetensors')) ? readRun(modelDir) : null,
+    command,
+  }));
 }
 
 function table(r: EvaluationReport): string {
@@ -289,6 +383,8 @@ async function evaluateModelsCommand(opts: Options): Promise<void> {
   const seed = parseInteger('--seed', opts.seed);
   const batch = parseInteger('--batch', opts.batch, { min: 1 });
   const threads = opts.threads !== undefined ? parseInteger('--threads', opts.threads, { min: 1 }) : undefined;
+  const arPairs = pairStages('ar', opts.arRun, opts.arCommand);
+  const mlmPairs = pairStages('mlm', opts.mlmRun, opts.mlmCommand);
   const arInfo = readModelInfo(opts.ar);
   const mlmInfo = readModelInfo(opts.mlm);
   if (arInfo.kind !== 'causal') fail(`--ar: ${opts.ar} holds a masked LM (model_type "${arInfo.modelType}"), not a causal LM`);
@@ -300,8 +396,8 @@ async function evaluateModelsCommand(opts: Options): Promise<void> {
     fail(`${opts.ar} and ${opts.mlm} have different tokenizer.json files; this evaluation compares models on one tokenization`);
   }
   // Read the run records first: a wrong --ar-run should fail before minutes of evaluation.
-  const arRun = opts.cards ? runFor(opts.arRun, opts.ar) : null;
-  const mlmRun = opts.cards ? runFor(opts.mlmRun, opts.mlm) : null;
+  const arStages = opts.cards ? readStages(arPairs, opts.ar) : [];
+  const mlmStages = opts.cards ? readStages(mlmPairs, opts.mlm) : [];
   const tokenizer = TextTokenizer.load(opts.ar);
   const sp = tokenizer.specialTokens;
   if (!sp.bos || !sp.eos || !sp.mask) fail(`${opts.ar}: the tokenizer needs [BOS], [EOS] and [MASK] special tokens`);
@@ -368,8 +464,8 @@ async function evaluateModelsCommand(opts: Options): Promise<void> {
   if (opts.cards) {
     const evalCommand = `maria evaluate-models --ar ${opts.ar} --mlm ${opts.mlm} --n ${n} --length ${length} --seed ${seed}`;
     const common = { tokenizerSha256: sha256(join(opts.ar, 'tokenizer.json')), data: { trainTokens: train.length, validationTokens: validation.length }, evalCommand };
-    const arCard = renderCard({ kind: 'ar', dir: opts.ar, info: arInfo, parameters: parameterCount(arInfo), run: arRun, command: opts.arCommand ?? null, ...common }, report);
-    const mlmCard = renderCard({ kind: 'mlm', dir: opts.mlm, info: mlmInfo, parameters: parameterCount(mlmInfo), run: mlmRun, command: opts.mlmCommand ?? null, ...common }, report);
+    const arCard = renderCard({ kind: 'ar', dir: opts.ar, info: arInfo, parameters: parameterCount(arInfo), stages: arStages, ...common }, report);
+    const mlmCard = renderCard({ kind: 'mlm', dir: opts.mlm, info: mlmInfo, parameters: parameterCount(mlmInfo), stages: mlmStages, ...common }, report);
     const written = [writeCard(opts.ar, arCard), writeCard(opts.mlm, mlmCard)];
     process.stderr.write(`wrote ${written.join(' and ')}\n`);
   }
@@ -389,10 +485,10 @@ export function register(program: Command): void {
       .option('--threads <n>', 'ONNX Runtime threads (default: MARIA_THREADS or all cores)')
       .option('--json', 'print the full report as one JSON object')
       .option('--cards', 'write (or update) README.md model cards in both folders')
-      .option('--ar-run <dir>', 'for --cards: the AR training run folder (train-state.safetensors); default: --ar if it holds one')
-      .option('--mlm-run <dir>', 'for --cards: the MLM training run folder; default: --mlm if it holds one')
-      .option('--ar-command <text>', 'for --cards: the exact command that trained the AR')
-      .option('--mlm-command <text>', 'for --cards: the exact command that trained the MLM')
+      .option('--ar-run <dir>', 'for --cards: the AR training run folder (train-state.safetensors); repeat once per training stage, in order; default: --ar if it holds one', collect)
+      .option('--mlm-run <dir>', 'for --cards: the MLM training run folder; repeatable like --ar-run; default: --mlm if it holds one', collect)
+      .option('--ar-command <text>', 'for --cards: the exact command that trained the AR; repeat once per --ar-run, in the same order', collect)
+      .option('--mlm-command <text>', 'for --cards: the exact command that trained the MLM; repeat once per --mlm-run, in the same order', collect)
       .option('--cache <dir>', 'token-stream cache folder (shared with maria pretrain)', 'data/cache')
       .action(action(evaluateModelsCommand)),
   );
