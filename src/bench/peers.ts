@@ -167,7 +167,7 @@ async function arSection(label: string, dir: string, work: string, threads: numb
       return { ms: performance.now() - t0, tokens };
     };
     const mariaPrefill = async (): Promise<number> => {
-      const cache = maria.newCache(1, context);
+      const cache = maria.newCache(1);
       const t0 = performance.now();
       await maria.step(cache, [prompt], {}, { logits: 'last' });
       return performance.now() - t0;

@@ -120,8 +120,11 @@ export class CausalLM {
     return { numLayers: this.config.numLayers, ...this.family.cacheShape(this.config) };
   }
 
-  /** An empty cache for `batch` rows. */
-  newCache(batch: number, capacity = 64): KvCache {
+  /**
+   * An empty cache for `batch` rows. Every slot is fed to every step, so it starts with one and
+   * grows to fit the first step (a prompt's prefill) instead of attending to empty ones.
+   */
+  newCache(batch: number, capacity = 1): KvCache {
     return newKvCache(this.cacheShape, batch, capacity);
   }
 

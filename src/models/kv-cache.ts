@@ -64,7 +64,7 @@ export function cacheDims(shape: CacheShape, batch: number, capacity: number): {
 }
 
 /** An empty cache for `batch` rows. */
-export function newKvCache(shape: CacheShape, batch: number, capacity = 64): KvCache {
+export function newKvCache(shape: CacheShape, batch: number, capacity = 1): KvCache {
   if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`KV cache: the batch must be a positive integer, got ${batch}`);
   if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`KV cache: the capacity must be a positive integer, got ${capacity}`);
   const size = batch * shape.kvHeads * capacity * shape.headDim;
