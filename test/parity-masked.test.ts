@@ -183,6 +183,29 @@ describe.skipIf(!present)('masked LM parity with HF transformers', () => {
       await lm.release();
     }
   });
+
+  it('logitsAt: logits at chosen positions per row (lists of different lengths) equal those rows of the full output', async () => {
+    const lm = await MaskedLM.load(fixture('modernbert-a').dir, { threads: 1 });
+    try {
+      const rows = [
+        [1, 40, 41, 42, 43, 2],
+        [1, 50, 51, 2],
+      ];
+      const full = await lm.forward(rows);
+      expect(full.logitRows).toBe(full.T);
+      const V = lm.config.vocabSize;
+      const at = [[4, 1], [2]];
+      const some = await lm.forward(rows, { logitsAt: at });
+      expect(some.logitRows).toBe(2);
+      const row = (o: typeof full, b: number, k: number) => Array.from(o.logits.subarray((b * o.logitRows + k) * V, (b * o.logitRows + k + 1) * V));
+      expect(maxDiff(row(some, 0, 0), row(full, 0, 4))).toBeLessThan(1e-5);
+      expect(maxDiff(row(some, 0, 1), row(full, 0, 1))).toBeLessThan(1e-5);
+      expect(maxDiff(row(some, 1, 0), row(full, 1, 2))).toBeLessThan(1e-5);
+      await expect(lm.forward(rows, { logitsAt: [[6], [0]] })).rejects.toThrow(/outside the 6 tokens/);
+    } finally {
+      await lm.release();
+    }
+  });
 });
 
 describe.skipIf(!present)('BERT / RoBERTa config variations', () => {

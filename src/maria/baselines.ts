@@ -72,16 +72,33 @@ function mlmLogProbs(m: Maria, row: Float32Array, out: Float64Array): Float64Arr
   return logSoftmaxRow(mapped, out);
 }
 
-/** MLM logits for one pass over rows that each have their own mask (masked[i] → [MASK]). */
-async function mlmBatch(m: Maria, rows: readonly (readonly number[])[], masks: readonly (readonly boolean[])[]): Promise<{ logits: Float32Array; T: number; offset: number; Vm: number }> {
-  const inputs = rows.map((ids, b) => mlmInputRow(m.runtime.spec, ids, masks[b], (id) => m.tokenizer.idToToken(id)));
-  const out = await (await mlmLogitsModel(m)).forward(inputs);
-  return { logits: out.logits, T: out.T, offset: m.manifest.mlmPrefixIds.length, Vm: out.logits.length / (out.B * out.T) };
+interface MlmBatch {
+  logits: Float32Array;
+  /** Logit rows per batch row. */
+  K: number;
+  Vm: number;
+  /** Per batch row: text position → its logit row. */
+  rowOf: Array<Map<number, number>>;
 }
 
-/** The MLM's log-probabilities at text position i of batch row b. */
-function mlmRow(m: Maria, batch: Awaited<ReturnType<typeof mlmBatch>>, b: number, i: number, out: Float64Array): Float64Array {
-  const start = (b * batch.T + batch.offset + i) * batch.Vm;
+/**
+ * MLM logits for one pass over rows that each have their own mask (masked[i] → [MASK]), at the
+ * text positions `need[b]` of each row only: the output product over the vocabulary is about a
+ * third of a small MLM's pass, and these samplers read one or a few positions per row.
+ */
+async function mlmBatch(m: Maria, rows: readonly (readonly number[])[], masks: readonly (readonly boolean[])[], need: readonly (readonly number[])[]): Promise<MlmBatch> {
+  const inputs = rows.map((ids, b) => mlmInputRow(m.runtime.spec, ids, masks[b], (id) => m.tokenizer.idToToken(id)));
+  const offset = m.manifest.mlmPrefixIds.length;
+  const out = await (await mlmLogitsModel(m)).forward(inputs, { logitsAt: need.map((ps) => ps.map((p) => offset + p)) });
+  const K = out.logitRows;
+  return { logits: out.logits, K, Vm: out.logits.length / (out.B * K), rowOf: need.map((ps) => new Map(ps.map((p, k) => [p, k]))) };
+}
+
+/** The MLM's log-probabilities at text position i of batch row b (one of the positions the batch was asked for). */
+function mlmRow(m: Maria, batch: MlmBatch, b: number, i: number, out: Float64Array): Float64Array {
+  const k = batch.rowOf[b].get(i);
+  if (k === undefined) throw new Error(`internal: no MLM logits computed at position ${i} of row ${b}`);
+  const start = (b * batch.K + k) * batch.Vm;
   return mlmLogProbs(m, batch.logits.subarray(start, start + batch.Vm), out);
 }
 
@@ -147,7 +164,7 @@ async function mdlmBound(m: Maria, ids: readonly number[], masked: readonly bool
   // Draws that mask nothing add nothing: they need no MLM pass.
   await forChunks(samples.filter((d) => d.mask.some(Boolean)), 16, async (chunk, start) => {
     check(`${start} of ${draws} draws done`);
-    const batch = await mlmBatch(m, chunk.map(() => ids), chunk.map((d) => d.mask));
+    const batch = await mlmBatch(m, chunk.map(() => ids), chunk.map((d) => d.mask), chunk.map((d) => positions.filter((p) => d.mask[p])));
     chunk.forEach((d, b) => {
       for (const p of positions) if (d.mask[p]) total -= mlmRow(m, batch, b, p, lp)[ids[p]] / d.t;
     });
@@ -180,7 +197,7 @@ export async function scoreWithMethod(
       return { nll: r.nll, tokens: K, method, kind: 'exact' };
     }
     case 'mlm-oneshot': {
-      const batch = await mlmBatch(m, [ids], [masked]);
+      const batch = await mlmBatch(m, [ids], [masked], [positions]);
       for (const p of positions) total -= mlmRow(m, batch, 0, p, lp)[ids[p]];
       return { nll: total / K, tokens: K, method, kind: 'independent' };
     }
@@ -189,7 +206,7 @@ export async function scoreWithMethod(
       const masks = positions.map((_, k) => masked.map((x, i) => x && i >= positions[k]));
       await forChunks(masks, 16, async (chunk, start) => {
         check(`scored ${start} of ${K} tokens`);
-        const batch = await mlmBatch(m, chunk.map(() => ids), chunk);
+        const batch = await mlmBatch(m, chunk.map(() => ids), chunk, chunk.map((_, b) => [positions[start + b]]));
         chunk.forEach((_, b) => (total -= mlmRow(m, batch, b, positions[start + b], lp)[ids[positions[start + b]]]));
       });
       return { nll: total / K, tokens: K, method, kind: 'exact' };
@@ -259,7 +276,7 @@ export async function infillWithMethod(m: Maria, input: string | MaskedSequence,
   const progress = (): string => `filled ${filled[0].length} of ${positions.length} tokens`;
   let passes = 0;
   if (method === 'mlm-oneshot') {
-    const batch = await mlmBatch(m, [seq.ids], [seq.masked]);
+    const batch = await mlmBatch(m, [seq.ids], [seq.masked], [positions]);
     passes++;
     for (let b = 0; b < N; b++) {
       for (const p of positions) {
@@ -272,26 +289,25 @@ export async function infillWithMethod(m: Maria, input: string | MaskedSequence,
     const still = Array.from({ length: N }, () => [...seq.masked]);
     const T = method === 'mlm-l2r' ? positions.length : (options.steps ?? positions.length);
     if (!Number.isInteger(T) || T < 1) throw new InputError(`steps must be a positive integer, got ${T}`);
-    // A step that reveals nothing leaves the MLM's input unchanged: reuse its output (the sampler
-    // is the same; with T > |M| most steps reveal nothing).
-    let batch: Awaited<ReturnType<typeof mlmBatch>> | null = null;
+    // Which positions a step reveals does not depend on the MLM's output, so each step decides
+    // them first and runs the MLM only when something is revealed (with T > |M| most steps reveal
+    // nothing), with logits at the revealed positions only. Each row draws from its own generator,
+    // reveals then tokens, so the samples are those of the plain step-by-step sampler.
     for (let s = T; s >= 1; s--) {
-      if (!batch) {
-        check(progress());
-        batch = await mlmBatch(m, rows, still);
-        passes++;
-      }
-      const current = batch;
+      const reveals = Array.from({ length: N }, (_, b): number[] =>
+        method === 'mlm-l2r'
+          ? [positions[T - s]]
+          : positions.filter((p) => still[b][p] && (s === 1 || rands[b]() < 1 / s)), // (t−s')/t with t = s/T, s' = (s−1)/T
+      );
+      if (reveals.every((r) => r.length === 0)) continue;
+      check(progress());
+      const batch = await mlmBatch(m, rows, still, reveals);
+      passes++;
       for (let b = 0; b < N; b++) {
-        const reveal: number[] =
-          method === 'mlm-l2r'
-            ? [positions[T - s]]
-            : positions.filter((p) => still[b][p] && (s === 1 || rands[b]() < 1 / s)); // (t−s')/t with t = s/T, s' = (s−1)/T
-        for (const p of reveal) {
-          mlmRow(m, current, b, p, lp);
+        for (const p of reveals[b]) {
+          mlmRow(m, batch, b, p, lp);
           choose(b, p);
           still[b][p] = false;
-          batch = null;
         }
       }
     }

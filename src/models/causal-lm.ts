@@ -2,12 +2,10 @@
 // single-token decode (T = 1); the KV cache is carried between calls as ORT tensors.
 import type ort from 'onnxruntime-node';
 import { Graph, type Tensor } from '../engine/graph.js';
-import * as F from '../engine/ops.js';
-import * as nn from '../engine/nn.js';
 import { compile, type CompiledModel } from '../engine/onnx.js';
 import { Session, type SessionOptions, OrtTensorCtor, int64Tensor } from '../engine/runtime.js';
 import { HfConfig, ModelFolderError } from './config.js';
-import type { BaseConfig, CausalFamily, CausalOutputs } from './family.js';
+import { logitsAtRows, type BaseConfig, type CausalFamily, type CausalOutputs } from './family.js';
 import { familyFor } from './registry.js';
 import { cacheDims, commitStep, newKvCache, stepFeeds, type CacheShape, type KvCache } from './kv-cache.js';
 import { loadParams, paramSource, type ParamMap } from './weights.js';
@@ -102,10 +100,7 @@ export class CausalLM {
     if (!extension || extension.keepLogits) {
       // The output product runs only at the requested rows (the family's own [B, T, V] logits are
       // left out of the graph), so a prefill that needs one row of logits pays for one.
-      const rows = g.input('logits_index', ['B', 'K'], 'int64');
-      const picked = F.gather(F.reshape(out.hidden, [-1, config.hiddenSize]), rows);
-      const head = family.outputHead(config, source.has);
-      outputs.logits = nn.linear(picked, source.get(head.weight, [config.vocabSize, config.hiddenSize]), head.bias ? source.get(head.bias, [config.vocabSize]) : null);
+      outputs.logits = logitsAtRows(family, config, source, out.hidden, g.input('logits_index', ['B', 'K'], 'int64'));
     }
     if (extension) Object.assign(outputs, extension.build(g, out));
     out.present.forEach((p, i) => {

@@ -2,6 +2,8 @@
 // typed config, lists its parameters (for random initialisation and shape checks) and builds its
 // forward graph over the engine's ops. Runners (causal-lm.ts, masked-lm.ts) do the rest.
 import type { Graph, Tensor } from '../engine/graph.js';
+import * as F from '../engine/ops.js';
+import * as nn from '../engine/nn.js';
 import type { HfConfig } from './config.js';
 
 /** Where a family's graph gets its weights: by HF tensor name, shape-checked. */
@@ -93,3 +95,15 @@ export interface MaskedFamily<C extends BaseConfig = BaseConfig> extends FamilyB
 }
 
 export type Family = CausalFamily | MaskedFamily;
+
+/**
+ * The output product at chosen rows only: `rows` [B, K] int64 holds flat row indices b·T + t of
+ * hidden [B, T, D]; returns logits [B, K, V]. Runners use it instead of the family's own [B, T, V]
+ * logits (which then drop out of the compiled graph) when a call needs a few positions: the V×D
+ * product is a large share of a small model's pass.
+ */
+export function logitsAtRows<C extends BaseConfig>(family: FamilyBase<C>, config: C, p: ParamSource, hidden: Tensor, rows: Tensor): Tensor {
+  const picked = F.gather(F.reshape(hidden, [-1, config.hiddenSize]), rows);
+  const head = family.outputHead(config, p.has);
+  return nn.linear(picked, p.get(head.weight, [config.vocabSize, config.hiddenSize]), head.bias ? p.get(head.bias, [config.vocabSize]) : null);
+}

@@ -1,19 +1,22 @@
 // Running a masked LM: one bidirectional pass over a padded batch.
+import type ort from 'onnxruntime-node';
 import { Graph, type Tensor } from '../engine/graph.js';
 import { compile, type CompiledModel } from '../engine/onnx.js';
 import { Session, type SessionOptions, int64Tensor } from '../engine/runtime.js';
 import { HfConfig, ModelFolderError } from './config.js';
-import type { BaseConfig, MaskedFamily } from './family.js';
+import { logitsAtRows, type BaseConfig, type MaskedFamily } from './family.js';
 import { familyFor } from './registry.js';
 import { loadParams, paramSource, type ParamMap } from './weights.js';
 
 export interface MaskedOutput {
   /** [B, T, D] flattened: the vector the decoder matrix consumes. */
   hidden: Float32Array;
-  /** [B, T, V] flattened (empty when the runner was built without logits). */
+  /** [B, K, V] flattened: K = T, or the positions asked for by `logitsAt` (empty when the runner was built without logits). */
   logits: Float32Array;
   B: number;
   T: number;
+  /** Logit rows per batch row (K). */
+  logitRows: number;
 }
 
 export class MaskedLM {
@@ -53,15 +56,18 @@ export class MaskedLM {
   /**
    * The encode graph as ONNX (weights as initializers), without a session: inputs input_ids,
    * position_ids, attention_mask [B, T]; outputs hidden [B, T, D] and (unless `what.logits` is
-   * false) logits. The in-browser runner uses it as is.
+   * false) logits [B, K, V] at the flat rows b·T + t of input logits_index [B, K]. The in-browser
+   * runner uses it as is (hidden only).
    */
   static compileEncoder(family: MaskedFamily, config: BaseConfig, params: ParamMap, dir = '<memory>', what: { logits?: boolean } = {}): CompiledModel {
     const g = new Graph();
     const ids = g.input('input_ids', ['B', 'T'], 'int64');
     const positions = g.input('position_ids', ['B', 'T'], 'int64');
     const attentionMask = g.input('attention_mask', ['B', 'T'], 'int64');
-    const out = family.forward(g, paramSource(g, params, dir), config, { ids, positions, attentionMask });
-    const outputs: Record<string, Tensor> = what.logits === false ? { hidden: out.hidden } : { hidden: out.hidden, logits: out.logits };
+    const source = paramSource(g, params, dir);
+    const out = family.forward(g, source, config, { ids, positions, attentionMask });
+    const outputs: Record<string, Tensor> = { hidden: out.hidden };
+    if (what.logits !== false) outputs.logits = logitsAtRows(family, config, source, out.hidden, g.input('logits_index', ['B', 'K'], 'int64'));
     return compile(g, { outputs, name: `${dir}:encode` });
   }
 
@@ -72,9 +78,11 @@ export class MaskedLM {
 
   /**
    * Encodes a batch of rows; shorter rows are right-padded with `padId` and masked out.
-   * `masks` overrides the attention mask per row (1 = real token).
+   * `masks` overrides the attention mask per row (1 = real token). `logitsAt` lists, per row, the
+   * positions that need logits (rows may list different numbers; shorter lists are padded with
+   * their last position): logits then come as [B, K, V] in that order, K the longest list.
    */
-  async forward(rows: number[][], options: { padId?: number; masks?: number[][] } = {}): Promise<MaskedOutput> {
+  async forward(rows: number[][], options: { padId?: number; masks?: number[][]; logitsAt?: number[][] } = {}): Promise<MaskedOutput> {
     const B = rows.length;
     const T = Math.max(...rows.map((r) => r.length));
     if (B === 0 || T === 0) throw new Error('forward: empty input');
@@ -90,12 +98,29 @@ export class MaskedLM {
       mask.push(...rowMask);
       pos.push(...this.positionIds(rowIds, rowMask));
     });
-    const out = await this.session.run({
+    const feeds: Record<string, ort.Tensor> = {
       input_ids: int64Tensor(ids, [B, T]),
       position_ids: int64Tensor(pos, [B, T]),
       attention_mask: int64Tensor(mask, [B, T]),
-    });
-    return { hidden: out.hidden.data as Float32Array, logits: out.logits ? (out.logits.data as Float32Array) : new Float32Array(0), B, T };
+    };
+    let K = T;
+    if (this.session.inputNames.includes('logits_index')) {
+      const at = options.logitsAt;
+      if (at && at.length !== B) throw new Error(`forward: logitsAt has ${at.length} rows for a batch of ${B}`);
+      K = at ? Math.max(1, ...at.map((r) => r.length)) : T;
+      const index: number[] = [];
+      for (let b = 0; b < B; b++) {
+        const want = at ? at[b] : null;
+        for (let k = 0; k < K; k++) {
+          const t = want ? (want[Math.min(k, want.length - 1)] ?? 0) : k;
+          if (!Number.isInteger(t) || t < 0 || t >= T) throw new Error(`forward: logitsAt position ${t} is outside the ${T} tokens of row ${b}`);
+          index.push(b * T + t);
+        }
+      }
+      feeds.logits_index = int64Tensor(index, [B, K]);
+    }
+    const out = await this.session.run(feeds);
+    return { hidden: out.hidden.data as Float32Array, logits: out.logits ? (out.logits.data as Float32Array) : new Float32Array(0), B, T, logitRows: K };
   }
 
   async release(): Promise<void> {
