@@ -4,12 +4,11 @@
 // the two feed the step graph exactly the same numbers.
 
 /**
- * Per-row state of an incremental decode. Keys and values live in preallocated buffers of
- * `capacity` slots per layer — keys transposed, [B, Hkv, d, capacity], so that a decode step's
- * q·Kᵀ is a plain matrix-vector product; values [B, Hkv, capacity, d] — fed to every step as they
- * are; a step returns
- * only the new tokens' keys and values, which are written into the next free slots. So a decode
- * step never copies the cache. When it runs out it grows (one copy) by an eighth of what is
+ * Per-row state of an incremental decode. Keys and values live in slot buffers per layer — keys
+ * transposed, [B, Hkv, d, capacity], so that a decode step's q·Kᵀ is a plain matrix-vector
+ * product; values [B, Hkv, capacity, d] — fed to every step as they are. A step returns only the
+ * new tokens' keys and values, which are written into the next free slots, so a decode step never
+ * copies the cache. When the slots run out the buffers grow (one copy) by an eighth of what is
  * needed (at least 32 slots, or the old capacity if smaller): attention runs over every slot fed,
  * so doubling could leave half of them empty, while an eighth bounds that waste at 12.5% and still
  * amortises the copies (n slots copied every n/8 steps: 8 slots' worth per step). The attention
