@@ -22,6 +22,8 @@ export interface Emitter {
   shapeOf(dims: Dim[]): string;
   /** An int64 [1] tensor holding the run-time size of `dim`. */
   dimValue(dim: Dim): string;
+  /** Whether `dim` is a number or a symbol some model input carries (so dimValue/shapeOf work). */
+  canResolve(dim: Dim): boolean;
   /** The ONNX name of a graph tensor (for ops that reference another tensor's shape). */
   nameOf(t: Tensor): string;
 }

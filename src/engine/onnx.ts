@@ -84,6 +84,7 @@ export function compile(graph: Graph, options: CompileOptions): CompiledModel {
   const names = new Map<Tensor, string>();
   const symbolSources = new Map<string, { name: string; axis: number }>();
   const dimCache = new Map<string, string>();
+  const shapeCache = new Map<string, string>();
   const int64Cache = new Map<string, string>();
   let counter = 0;
 
@@ -138,10 +139,18 @@ export function compile(graph: Graph, options: CompileOptions): CompiledModel {
       dimCache.set(dim, name);
       return name;
     },
+    canResolve(dim: Dim): boolean {
+      return typeof dim === 'number' || symbolSources.has(dim);
+    },
     shapeOf(dims: Dim[]): string {
       if (dims.every((d) => typeof d === 'number')) return e.int64(dims as number[]);
-      const out = e.fresh('shape');
+      // Memoised: the same symbolic shape recurs in every layer (split sizes, reshapes).
+      const key = JSON.stringify(dims);
+      let out = shapeCache.get(key);
+      if (out) return out;
+      out = e.fresh('shape');
       e.node('Concat', dims.map((d) => e.dimValue(d)), [out], { axis: 0 });
+      shapeCache.set(key, out);
       return out;
     },
     nameOf(t: Tensor): string {

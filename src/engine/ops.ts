@@ -416,7 +416,14 @@ const CONCAT: OpDef<{ axis: number }> = {
 const SPLIT_LIKE: OpDef<{ axis: number }> = {
   name: 'splitLike',
   infer: ([g, ...refs]) => refs.map((r) => ({ shape: r.shape, dtype: g.dtype })),
-  emit: (e, [g, ...refs], outs, { axis }) => {
+  emit: (e, [g, ...refs], outs, { axis }, n) => {
+    // Sizes known by symbol (the KV cache's P, the new tokens' T) come from one shared computation
+    // per graph; only sizes without a symbol are read off each reference tensor.
+    const dims = n.inputs.slice(1).map((r) => r.shape[axis]);
+    if (dims.every((d) => e.canResolve(d))) {
+      e.node('Split', [g, e.shapeOf(dims)], outs, { axis });
+      return;
+    }
     const sizes = refs.map((r) => {
       const s = e.fresh('shape');
       const d = e.fresh('dim');
