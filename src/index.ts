@@ -35,7 +35,7 @@ export type { ExportTransformersJsOptions, TransformersJsExport } from './export
 export { CausalLM } from './models/causal-lm.js';
 export type { KvCache, StepOutput, StepExtension } from './models/causal-lm.js';
 export { MaskedLM } from './models/masked-lm.js';
-export type { MaskedOutput } from './models/masked-lm.js';
+export type { MaskedOutput, EncoderExtension, EncoderOptions } from './models/masked-lm.js';
 export { loadModel, readModelInfo, loadModelTokenizer } from './models/load.js';
 export type { LoadedModel, ModelInfo } from './models/load.js';
 export { HfConfig, ModelFolderError } from './models/config.js';

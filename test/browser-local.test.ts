@@ -65,10 +65,12 @@ describe.skipIf(!HAVE_CHROMIUM)('the in-browser mode in headless Chromium', () =
     expect(m).toMatchObject({ format: 'maria-web', version: WEB_VERSION, dtype: 'float32', vocabSize: 8192, maxTokens: maria.maxTokens, arBosId: maria.manifest.arBosId });
     expect(m.mlm).toMatchObject({ family: 'modernbert', layers: 2, hiddenSize: 32 });
     expect(m.ar).toMatchObject({ family: 'llama', layers: 2, hiddenSize: 32, kvHeads: 1, headDim: 16 });
-    expect(m.graphs.arStep.inputs).toEqual(expect.arrayContaining(['head_index', 'mlm_hidden', 'past_key_0', 'key_valid']));
+    expect(m.graphs.arStep.inputs).toEqual(expect.arrayContaining(['head_index', 'mlm_logits', 'past_key_0', 'key_valid']));
+    expect(m.graphs.arStep.inputs).not.toContain('mlm_hidden');
     expect(m.graphs.arStep.outputs).toContain('maria_logits');
     expect(m.graphs.arStep.outputs).not.toContain('logits');
-    expect(m.graphs.mlm.outputs).toEqual(['hidden']);
+    expect(m.graphs.mlm.inputs).toContain('head_rows');
+    expect(m.graphs.mlm.outputs).toEqual(['hidden', 'maria_mlm_logits']);
     expect(Object.keys(m.files).sort()).toEqual(['ar-step.onnx', 'mlm.onnx', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json']);
     expect(statSync(join(cacheDir, m.id, 'mlm.onnx')).size).toBe(m.files['mlm.onnx']);
     console.log(`tiny bundle web export: ${Object.entries(m.files).map(([k, v]) => `${k} ${(v / 1e6).toFixed(2)} MB`).join(', ')}`);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { infillWithMethod, mdlmElbo, METHODS, mlmLogitsModel, plainArModel, scoreWithMethod } from '../src/maria/baselines.js';
 import { BundleError, readHead, readManifest, writeBundle, type BundleManifest } from '../src/maria/bundle.js';
-import { mlmFeatures, mlmInputRow, scoreMasked, type MariaRuntime } from '../src/maria/core.js';
+import { mlmHeadLogits, mlmInputRow, scoreMasked, type MariaRuntime } from '../src/maria/core.js';
 import { createPoeBundle } from '../src/maria/create.js';
 import type { HeadWeights } from '../src/maria/head.js';
 import { InfillTimeout, Maria, type InfillEvent, type InfillResult } from '../src/maria/maria.js';
@@ -75,15 +75,15 @@ async function refArLast(prefix: number[]): Promise<{ hidden: Float32Array; logi
   return { hidden: out.hidden.slice(t * D, (t + 1) * D), logits: out.logits.slice(t * V, (t + 1) * V) };
 }
 
-/** W3·[hM; hA] + b3 in float64. */
-function jsHead(hM: Float32Array, hA: Float32Array): Float64Array {
-  const d = head.mlmHidden + head.arHidden;
-  const out = new Float64Array(head.vocabSize);
-  for (let v = 0; v < head.vocabSize; v++) {
-    let s = head.bias[v];
+/** W3·[hM; hA] + b3 in float64 (the bundle's head unless `h` is given). */
+function jsHead(hM: Float32Array, hA: Float32Array, h: HeadWeights = head): Float64Array {
+  const d = h.mlmHidden + h.arHidden;
+  const out = new Float64Array(h.vocabSize);
+  for (let v = 0; v < h.vocabSize; v++) {
+    let s = h.bias[v];
     const o = v * d;
-    for (let j = 0; j < head.mlmHidden; j++) s += head.weight[o + j] * hM[j];
-    for (let j = 0; j < head.arHidden; j++) s += head.weight[o + head.mlmHidden + j] * hA[j];
+    for (let j = 0; j < h.mlmHidden; j++) s += h.weight[o + j] * hM[j];
+    for (let j = 0; j < h.arHidden; j++) s += h.weight[o + h.mlmHidden + j] * hA[j];
     out[v] = s;
   }
   return out;
@@ -120,13 +120,13 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** The infill distribution at each masked position of `ids` (teacher-forced on `ids`), no cache. */
-async function refDistributions(seq: MaskedSequence, ids: number[], banned: Iterable<number> = []): Promise<Map<number, Float64Array>> {
+async function refDistributions(seq: MaskedSequence, ids: number[], banned: Iterable<number> = [], h = head): Promise<Map<number, Float64Array>> {
   const { hidden } = await refMlmRows(seq);
   const out = new Map<number, Float64Array>();
   for (let i = 0; i < ids.length; i++) {
     if (!seq.masked[i]) continue;
     const { hidden: hA } = await refArLast(ids.slice(0, i));
-    out.set(i, logSoftmax(jsHead(hidden[i], hA), banned));
+    out.set(i, logSoftmax(jsHead(hidden[i], hA, h), banned));
   }
   return out;
 }
@@ -180,13 +180,11 @@ describe('product-of-experts initialisation', () => {
     const n = ids.length;
     const positions = [0, 3, 4, 9, n - 1];
     const seq = { ids, masked: positionsMask(n, positions) };
-    // MARIA's logits through its compiled step graph: MLM features, then the AR over [BOS, x_<last].
-    const H = await maria.mlmFeatures(seq);
-    const mlmHidden = new Float32Array(positions.length * D);
-    positions.forEach((p, k) => mlmHidden.set(H.subarray(p * D, (p + 1) * D), k * D));
+    // MARIA's logits through its compiled graphs: the MLM half, then the AR over [BOS, x_<last].
+    const mlmLogits = await mlmHeadLogits(maria.runtime, seq, positions);
     const out = await maria.ar.step(maria.ar.newCache(1), [[BOS, ...ids.slice(0, n - 1)]], {
       head_index: int64Tensor(positions, [positions.length]),
-      mlm_hidden: floatTensor(mlmHidden, [1, positions.length, D]),
+      mlm_logits: floatTensor(mlmLogits, [1, positions.length, V]),
     });
     const got = out.extra.maria_logits.data as Float32Array;
     expect(got.length).toBe(positions.length * V);
@@ -216,6 +214,45 @@ describe('product-of-experts initialisation', () => {
     for (const a of alts) {
       expect(Math.abs(a.logprob - logp[a.id])).toBeLessThan(TOL);
       expect(a.token).toBe(tok.idToToken(a.id));
+    }
+  });
+});
+
+describe('the split head', () => {
+  it('maria_logits (MLM half in the MLM graph, AR half in the step) equal W3·[h_mlm; h_ar] + b3', async () => {
+    // A random head with a bias: a split that lost or doubled b3, or swapped the halves, shows.
+    const rand = mulberry32(17);
+    const random: HeadWeights = {
+      weight: Float32Array.from({ length: V * 2 * D }, () => rand() - 0.5),
+      bias: Float32Array.from({ length: V }, () => 2 * rand() - 1),
+      vocabSize: V,
+      mlmHidden: D,
+      arHidden: D,
+    };
+    const dir = join(pair.root, 'random-head');
+    mkdirSync(dir, { recursive: true });
+    writeBundle(dir, { ...manifest, mlm: '../mlm', ar: '../ar', head: { ...manifest.head, init: 'trained' } }, random);
+    const m = await Maria.load(dir, THREADS);
+    try {
+      // Several positions decoded in one step (as scoring does)...
+      const ids = tok.encode(SENTENCE).ids;
+      const positions = [0, 2, 7, ids.length - 1];
+      const seq = { ids, masked: positionsMask(ids.length, positions) };
+      const mlmLogits = await mlmHeadLogits(m.runtime, seq, positions);
+      const got = await m.runtime.headStep(m.runtime.newCache(1), [[BOS, ...ids.slice(0, -1)]], positions, mlmLogits);
+      const { hidden } = await refMlmRows(seq);
+      for (const [k, p] of positions.entries()) {
+        const want = jsHead(hidden[p], (await refArLast(ids.slice(0, p))).hidden, random);
+        expect(maxAbsDiff(got.subarray(k * V, (k + 1) * V), want), `position ${p}`).toBeLessThan(TOL);
+      }
+      // ...and one per cached step, for a batch of samples (as infilling does).
+      const r = await m.infill(seq, { temperature: 1, seed: 2, samples: 3 });
+      for (const s of r.samples) {
+        const ref = await refDistributions(seq, s.ids, manifest.bannedIds, random);
+        for (const f of s.filled) expect(Math.abs(f.logprob - ref.get(f.position)![f.id]), `position ${f.position}`).toBeLessThan(TOL);
+      }
+    } finally {
+      await m.release();
     }
   });
 });
@@ -452,10 +489,11 @@ describe('score', () => {
 describe('scoring with the baselines', () => {
   const ids = (): number[] => tok.encode(SENTENCE).ids;
 
-  it("MARIA's MLM session stops at the hidden states; the baselines' own session has the logits", async () => {
-    const out = await maria.mlm.forward([[BOS, 100, MASK, EOS]]);
+  it("MARIA's MLM session has the head's MLM half, not the MLM's logits; the baselines' own session has them", async () => {
+    const out = await maria.mlm.forward([[BOS, 100, MASK, EOS]], { feeds: { head_rows: int64Tensor([2], [1, 1]) } });
     expect(out.logits).toHaveLength(0);
     expect(out.hidden).toHaveLength(4 * D);
+    expect(out.extra.maria_mlm_logits.dims).toEqual([1, 1, V]);
     // mlm-oneshot: Σ −log p_MLM(x_i | x~), against the reference MLM's logits.
     const x = ids();
     const positions = [2, 7];
@@ -556,8 +594,8 @@ describe('the MLM input row', () => {
     await expect(scoreWithMethod(withoutUnk, x, masked, 'mlm-oneshot')).rejects.toThrow(InputError);
     // With an unknown token, the MLM reads it in that token's place.
     const UNK = 4;
-    const got = await mlmFeatures(runtime(UNK), { ids: x, masked });
-    const want = await maria.mlmFeatures({ ids: x.map((id, i) => (i === 3 ? UNK : id)), masked });
+    const got = await mlmHeadLogits(runtime(UNK), { ids: x, masked }, [5]);
+    const want = await mlmHeadLogits(maria.runtime, { ids: x.map((id, i) => (i === 3 ? UNK : id)), masked }, [5]);
     expect(maxAbsDiff(got, want)).toBe(0);
   });
 });

@@ -1,7 +1,8 @@
 // `maria export-web [--bundle DIR] --out DIR [--json]`: write a bundle's graphs for the in-browser
-// runner (onnxruntime-web): mlm.onnx, ar-step.onnx (MARIA's head compiled in), the AR's tokenizer
-// files and web-manifest.json. `maria serve` does the same on demand into data/cache/web/<key>/;
-// this command is for hosting the page's in-browser mode elsewhere (any static file server).
+// runner (onnxruntime-web): mlm.onnx, ar-step.onnx (each with its half of MARIA's head), the AR's
+// tokenizer files and web-manifest.json. `maria serve` does the same on demand into
+// data/cache/web/<key>/; this command is for hosting the page's in-browser mode elsewhere (any
+// static file server).
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { exportWeb } from '../web/export.js';

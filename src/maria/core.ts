@@ -1,8 +1,9 @@
 // MARIA's infilling loop and exact scoring over an abstract runtime: one MLM pass over the masked
-// text, AR prefill of each unmasked run, one cached AR step per masked token, with the head
-// compiled into the step graph. Nothing here touches an ONNX Runtime package or Node: Maria
-// (onnxruntime-node) and the in-browser runner (onnxruntime-web, src/web/browser-maria.ts) give
-// the same runtime calls to the same code, so the same graphs produce the same tokens.
+// text (with the head's MLM half at every masked position), AR prefill of each unmasked run, one
+// cached AR step per masked token (with the head's AR half compiled into the step graph). Nothing
+// here touches an ONNX Runtime package or Node: Maria (onnxruntime-node) and the in-browser runner
+// (onnxruntime-web, src/web/browser-maria.ts) give the same runtime calls to the same code, so the
+// same graphs produce the same tokens.
 import type { KvCache } from '../models/kv-cache.js';
 import { InputError, parseMaskedText, type MaskedSequence } from './masks.js';
 import { checkSampling, logSoftmaxRow, rowRandom, sampleToken, topIds, type SamplingOptions } from './sampling.js';
@@ -79,8 +80,6 @@ export interface MariaSpec {
   bannedIds: number[];
   /** The head's (the AR's) vocabulary. */
   vocabSize: number;
-  /** The MLM's feature size (the head's MLM columns). */
-  mlmHidden: number;
   /** The longest text (in decoder tokens) both models can take. */
   maxTokens: number;
   /** AR id → MLM id (null when the ids are identical); −1 where the MLM lacks the token. */
@@ -134,16 +133,19 @@ export interface LoopTokenizer {
 export interface MariaRuntime {
   readonly spec: MariaSpec;
   readonly tokenizer: LoopTokenizer;
-  /** One MLM pass over one full row (prefix and suffix included): hidden [T, dM] flattened. */
-  encodeMlm(ids: number[]): Promise<Float32Array>;
+  /**
+   * One MLM pass over one full row (prefix and suffix included) with the head's MLM half at the
+   * row's positions `at`: maria_mlm_logits (W_M·h_mlm + b3) [K, V] flattened.
+   */
+  encodeMlm(ids: number[], at: number[]): Promise<Float32Array>;
   /** An empty AR cache for `batch` rows. */
   newCache(batch: number): KvCache;
   /**
-   * One AR step (the step graph with MARIA's head): appends `rows` to the cache and returns
-   * maria_logits [B, K, V] flattened, decoded at the K new positions `headIndex` with the MLM
-   * features `mlmHidden` [B, K, dM].
+   * One AR step (the step graph with the head's AR half): appends `rows` to the cache and returns
+   * maria_logits [B, K, V] flattened, decoded at the K new positions `headIndex`, adding
+   * `mlmLogits` [B, K, V] (encodeMlm's rows for the tokens those positions predict).
    */
-  headStep(cache: KvCache, rows: number[][], headIndex: number[], mlmHidden: Float32Array): Promise<Float32Array>;
+  headStep(cache: KvCache, rows: number[][], headIndex: number[], mlmLogits: Float32Array): Promise<Float32Array>;
 }
 
 /** The longest text (in decoder tokens) an MLM and an AR of these contexts can take together. */
@@ -173,11 +175,16 @@ export function parseInput(rt: Pick<MariaRuntime, 'spec' | 'tokenizer'>, input: 
   return seq;
 }
 
-/** The MLM's features for every text position: [n, dM] (one bidirectional pass). */
-export async function mlmFeatures(rt: MariaRuntime, seq: MaskedSequence): Promise<Float32Array> {
-  const { mlmPrefixIds: pre, mlmHidden: dM } = rt.spec;
-  const hidden = await rt.encodeMlm(mlmInputRow(rt.spec, seq.ids, seq.masked, (id) => rt.tokenizer.idToToken(id)));
-  return hidden.subarray(pre.length * dM, (pre.length + seq.ids.length) * dM);
+/**
+ * The head's MLM half, W_M·h_mlm + b3, at the text positions `positions`: [K, V] (one bidirectional
+ * pass over the masked text).
+ */
+export async function mlmHeadLogits(rt: MariaRuntime, seq: MaskedSequence, positions: number[]): Promise<Float32Array> {
+  const pre = rt.spec.mlmPrefixIds.length;
+  return rt.encodeMlm(
+    mlmInputRow(rt.spec, seq.ids, seq.masked, (id) => rt.tokenizer.idToToken(id)),
+    positions.map((p) => pre + p),
+  );
 }
 
 /**
@@ -193,10 +200,10 @@ export async function* infillLoop(rt: MariaRuntime, input: InfillInput, options:
   const deadline = options.maxTimeMs ? t0 + options.maxTimeMs : Infinity;
   const seq = parseInput(rt, input);
   const n = seq.ids.length;
-  const dM = rt.spec.mlmHidden;
   const V = rt.spec.vocabSize;
   const tokenizer = rt.tokenizer;
-  const H = await mlmFeatures(rt, seq);
+  const positions = seq.masked.flatMap((m, i) => (m ? [i] : []));
+  const H = await mlmHeadLogits(rt, seq, positions);
   const mlmMs = performance.now() - t0;
 
   const seed = options.seed ?? 0;
@@ -208,17 +215,18 @@ export async function* infillLoop(rt: MariaRuntime, input: InfillInput, options:
   let pending: number[][] = Array.from({ length: N }, () => [rt.spec.arBosId]);
   let arCalls = 0;
   const logp = new Float64Array(V);
-  const mlmHidden = new Float32Array(N * dM);
-  for (let i = 0; i < n; i++) {
+  const mlmLogits = new Float32Array(N * V);
+  for (let i = 0, k = 0; i < n; i++) {
     if (!seq.masked[i]) {
       for (const p of pending) p.push(seq.ids[i]);
       continue;
     }
-    if (performance.now() > deadline) throw new InfillTimeout(`infilling took longer than ${options.maxTimeMs} ms (filled ${filled[0].length} of ${seq.masked.filter(Boolean).length} tokens)`);
+    if (performance.now() > deadline) throw new InfillTimeout(`infilling took longer than ${options.maxTimeMs} ms (filled ${filled[0].length} of ${positions.length} tokens)`);
     const T = pending[0].length;
-    const feature = H.subarray(i * dM, (i + 1) * dM);
-    for (let b = 0; b < N; b++) mlmHidden.set(feature, b * dM);
-    const logits = await rt.headStep(cache, pending, [T - 1], mlmHidden);
+    // The MLM half is the same for every sample: each row of the batch gets a copy.
+    for (let b = 0; b < N; b++) mlmLogits.set(H.subarray(k * V, (k + 1) * V), b * V);
+    k++;
+    const logits = await rt.headStep(cache, pending, [T - 1], mlmLogits);
     arCalls++;
     pending = [];
     for (let b = 0; b < N; b++) {
@@ -235,7 +243,7 @@ export async function* infillLoop(rt: MariaRuntime, input: InfillInput, options:
     }
   }
   const totalMs = performance.now() - t0;
-  const filledTokens = N * seq.masked.filter(Boolean).length;
+  const filledTokens = N * positions.length;
   done({
     samples: rows.map((ids, b) => ({ text: tokenizer.decode(ids), ids, filled: filled[b] })),
     timing: { totalMs, mlmMs, arMs: totalMs - mlmMs, arCalls, filledTokens, tokensPerSecond: filledTokens / (totalMs / 1000) },
@@ -257,15 +265,12 @@ export async function infillAll(rt: MariaRuntime, input: InfillInput, options: I
 export async function scoreMasked(rt: MariaRuntime, ids: number[], masked: boolean[]): Promise<ScoreResult> {
   const seq = parseInput(rt, { ids, masked }, true);
   const positions = masked.flatMap((m, i) => (m ? [i] : []));
-  const H = await mlmFeatures(rt, seq);
-  const dM = rt.spec.mlmHidden;
+  const mlmLogits = await mlmHeadLogits(rt, seq, positions);
   const V = rt.spec.vocabSize;
   const K = positions.length;
   const last = positions[K - 1];
-  const mlmHidden = new Float32Array(K * dM);
-  positions.forEach((p, k) => mlmHidden.set(H.subarray(p * dM, (p + 1) * dM), k * dM));
   // AR input [BOS, x_0 … x_{last-1}]: the state at index p predicts x_p.
-  const logits = await rt.headStep(rt.newCache(1), [[rt.spec.arBosId, ...ids.slice(0, last)]], positions, mlmHidden);
+  const logits = await rt.headStep(rt.newCache(1), [[rt.spec.arBosId, ...ids.slice(0, last)]], positions, mlmLogits);
   const logp = new Float64Array(V);
   const tokens = positions.map((p, k) => {
     logSoftmaxRow(logits.subarray(k * V, (k + 1) * V), logp);

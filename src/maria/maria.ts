@@ -13,7 +13,6 @@ import {
   infillAll,
   infillLoop,
   maxTokensOf,
-  mlmFeatures,
   parseInput,
   scoreMasked,
   type InfillEvent,
@@ -26,7 +25,7 @@ import {
 } from './core.js';
 import { releaseBaselines } from './baselines.js';
 import { pairModels } from './create.js';
-import { headExtension, type HeadWeights } from './head.js';
+import { headExtension, mlmHeadExtension, type HeadWeights } from './head.js';
 import type { MaskedSequence } from './masks.js';
 
 // The loop and its types live in core.ts (shared with the in-browser runner).
@@ -37,11 +36,11 @@ export class Maria {
   private constructor(
     readonly manifest: BundleManifest,
     /**
-     * The MLM's encoder, hidden states only (MARIA never uses the MLM's logits, so the V×D output
-     * product is not in the graph; the baselines build their own session with logits).
+     * The MLM's encoder with the head's MLM half (mlmHeadExtension) instead of the MLM's own logits
+     * (MARIA never uses them; the baselines build their own session with logits).
      */
     readonly mlm: MaskedLM,
-    /** The AR with MARIA's head compiled into its step graph. */
+    /** The AR with the head's AR half compiled into its step graph. */
     readonly ar: CausalLM,
     readonly tokenizer: TextTokenizer,
     /** AR id → MLM id (null when the ids are identical). */
@@ -61,7 +60,6 @@ export class Maria {
       arBosId: m.arBosId,
       bannedIds: m.bannedIds,
       vocabSize: head.vocabSize,
-      mlmHidden: head.mlmHidden,
       maxTokens: maxTokensOf(mlm.config.maxPositions, ar.config.maxPositions, m.mlmPrefixIds.length, m.mlmSuffixIds.length),
       arToMlm,
       mlmVocabSize: mlm.config.vocabSize,
@@ -70,12 +68,15 @@ export class Maria {
     this.runtime = {
       spec,
       tokenizer,
-      encodeMlm: async (ids: number[]) => (await mlm.forward([ids])).hidden,
+      encodeMlm: async (ids: number[], at: number[]) => {
+        const out = await mlm.forward([ids], { feeds: { head_rows: int64Tensor(at, [1, at.length]) } });
+        return out.extra.maria_mlm_logits.data as Float32Array;
+      },
       newCache: (batch: number) => ar.newCache(batch),
-      headStep: async (cache: KvCache, rows: number[][], headIndex: number[], mlmHidden: Float32Array) => {
+      headStep: async (cache: KvCache, rows: number[][], headIndex: number[], mlmLogits: Float32Array) => {
         const out = await ar.step(cache, rows, {
           head_index: int64Tensor(headIndex, [headIndex.length]),
-          mlm_hidden: floatTensor(mlmHidden, [rows.length, headIndex.length, head.mlmHidden]),
+          mlm_logits: floatTensor(mlmLogits, [rows.length, headIndex.length, head.vocabSize]),
         });
         return out.extra.maria_logits.data as Float32Array;
       },
@@ -94,7 +95,7 @@ export class Maria {
     const head = which.head === 'product-of-experts' ? pairModels(bundlePath(dir, manifest.mlm), bundlePath(dir, manifest.ar), dir).head : readHead(dir, manifest);
     const mlmDir = bundlePath(dir, manifest.mlm);
     const arDir = bundlePath(dir, manifest.ar);
-    const mlm = await MaskedLM.load(mlmDir, options, { logits: false });
+    const mlm = await MaskedLM.load(mlmDir, options, { logits: false, extension: mlmHeadExtension(head) });
     const ar = await CausalLM.load(arDir, options, headExtension(head));
     const arTok = loadModelTokenizer(arDir, ar.config.vocabSize);
     const mlmTok = loadModelTokenizer(mlmDir, mlm.config.vocabSize);
@@ -119,11 +120,6 @@ export class Maria {
    */
   parse(input: InfillInput, scoring = false): MaskedSequence {
     return parseInput(this.runtime, input, scoring);
-  }
-
-  /** The MLM's features for every text position: [n, dM] (one bidirectional pass). */
-  async mlmFeatures(seq: MaskedSequence): Promise<Float32Array> {
-    return mlmFeatures(this.runtime, seq);
   }
 
   /** Fills the masked positions; the samples run as one batch. */

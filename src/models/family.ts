@@ -103,7 +103,12 @@ export type Family = CausalFamily | MaskedFamily;
  * product is a large share of a small model's pass.
  */
 export function logitsAtRows<C extends BaseConfig>(family: FamilyBase<C>, config: C, p: ParamSource, hidden: Tensor, rows: Tensor): Tensor {
-  const picked = F.gather(F.reshape(hidden, [-1, config.hiddenSize]), rows);
+  const picked = hiddenAtRows(hidden, rows, config.hiddenSize);
   const head = family.outputHead(config, p.has);
   return nn.linear(picked, p.get(head.weight, [config.vocabSize, config.hiddenSize]), head.bias ? p.get(head.bias, [config.vocabSize]) : null);
+}
+
+/** The rows of hidden [B, T, D] at flat indices `rows` [B, K] (b·T + t): [B, K, D]. */
+export function hiddenAtRows(hidden: Tensor, rows: Tensor, dim: number): Tensor {
+  return F.gather(F.reshape(hidden, [-1, dim]), rows);
 }

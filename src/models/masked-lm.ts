@@ -4,7 +4,7 @@ import { Graph, type Tensor } from '../engine/graph.js';
 import { compile, type CompiledModel } from '../engine/onnx.js';
 import { Session, type SessionOptions, int64Tensor } from '../engine/runtime.js';
 import { HfConfig, ModelFolderError } from './config.js';
-import { logitsAtRows, type BaseConfig, type MaskedFamily } from './family.js';
+import { logitsAtRows, type BaseConfig, type MaskedFamily, type MaskedOutputs } from './family.js';
 import { familyFor } from './registry.js';
 import { loadParams, paramSource, type ParamMap } from './weights.js';
 
@@ -17,6 +17,26 @@ export interface MaskedOutput {
   T: number;
   /** Logit rows per batch row (K). */
   logitRows: number;
+  /** Outputs added by an EncoderExtension. */
+  extra: Record<string, ort.Tensor>;
+}
+
+/**
+ * Extra computation compiled into the encode graph, on top of the masked LM (MARIA's MLM half of
+ * the head): it may declare more graph inputs and returns more outputs, all in the same ORT call.
+ */
+export interface EncoderExtension {
+  build(g: Graph, out: MaskedOutputs): Record<string, Tensor>;
+}
+
+/** What the encode graph computes besides the hidden states. */
+export interface EncoderOptions {
+  /**
+   * The LM's own logits at the rows of input logits_index (default true); false stops the graph at
+   * the hidden state (features for MARIA), skipping the V×D output product.
+   */
+  logits?: boolean;
+  extension?: EncoderExtension;
 }
 
 export class MaskedLM {
@@ -29,7 +49,7 @@ export class MaskedLM {
   ) {}
 
   /** Loads a Hugging Face masked-LM folder (config.json + safetensors). */
-  static async load(dir: string, options: SessionOptions = {}, what: { logits?: boolean } = {}): Promise<MaskedLM> {
+  static async load(dir: string, options: SessionOptions = {}, what: EncoderOptions = {}): Promise<MaskedLM> {
     const hf = HfConfig.load(dir);
     const family = familyFor(hf);
     if (family.kind !== 'masked') throw new ModelFolderError(`${hf.file}: model_type "${hf.modelType()}" is a causal LM, not a masked LM`);
@@ -37,17 +57,14 @@ export class MaskedLM {
     return MaskedLM.fromParams(family, config, loadParams(dir, family.params(config)), options, dir, what);
   }
 
-  /**
-   * Builds a runner from weights already in memory. With `what.logits` false the graph stops at
-   * the hidden state (features for MARIA), skipping the V×D output product.
-   */
+  /** Builds a runner from weights already in memory. */
   static async fromParams(
     family: MaskedFamily,
     config: BaseConfig,
     params: ParamMap,
     options: SessionOptions = {},
     dir = '<memory>',
-    what: { logits?: boolean } = {},
+    what: EncoderOptions = {},
   ): Promise<MaskedLM> {
     const session = await Session.create(MaskedLM.compileEncoder(family, config, params, dir, what), options);
     return new MaskedLM(family, config, params, session, dir);
@@ -56,10 +73,10 @@ export class MaskedLM {
   /**
    * The encode graph as ONNX (weights as initializers), without a session: inputs input_ids,
    * position_ids, attention_mask [B, T]; outputs hidden [B, T, D] and (unless `what.logits` is
-   * false) logits [B, K, V] at the flat rows b·T + t of input logits_index [B, K]. The in-browser
-   * runner uses it as is (hidden only).
+   * false) logits [B, K, V] at the flat rows b·T + t of input logits_index [B, K], plus the
+   * extension's inputs and outputs. The in-browser runner uses it as is.
    */
-  static compileEncoder(family: MaskedFamily, config: BaseConfig, params: ParamMap, dir = '<memory>', what: { logits?: boolean } = {}): CompiledModel {
+  static compileEncoder(family: MaskedFamily, config: BaseConfig, params: ParamMap, dir = '<memory>', what: EncoderOptions = {}): CompiledModel {
     const g = new Graph();
     const ids = g.input('input_ids', ['B', 'T'], 'int64');
     const positions = g.input('position_ids', ['B', 'T'], 'int64');
@@ -68,6 +85,7 @@ export class MaskedLM {
     const out = family.forward(g, source, config, { ids, positions, attentionMask });
     const outputs: Record<string, Tensor> = { hidden: out.hidden };
     if (what.logits !== false) outputs.logits = logitsAtRows(family, config, source, out.hidden, g.input('logits_index', ['B', 'K'], 'int64'));
+    if (what.extension) Object.assign(outputs, what.extension.build(g, out));
     return compile(g, { outputs, name: `${dir}:encode` });
   }
 
@@ -81,8 +99,9 @@ export class MaskedLM {
    * `masks` overrides the attention mask per row (1 = real token). `logitsAt` lists, per row, the
    * positions that need logits (rows may list different numbers; shorter lists are padded with
    * their last position): logits then come as [B, K, V] in that order, K the longest list.
+   * `feeds` are the inputs an extension declared.
    */
-  async forward(rows: number[][], options: { padId?: number; masks?: number[][]; logitsAt?: number[][] } = {}): Promise<MaskedOutput> {
+  async forward(rows: number[][], options: { padId?: number; masks?: number[][]; logitsAt?: number[][]; feeds?: Record<string, ort.Tensor> } = {}): Promise<MaskedOutput> {
     const B = rows.length;
     const T = Math.max(...rows.map((r) => r.length));
     if (B === 0 || T === 0) throw new Error('forward: empty input');
@@ -99,6 +118,7 @@ export class MaskedLM {
       pos.push(...this.positionIds(rowIds, rowMask));
     });
     const feeds: Record<string, ort.Tensor> = {
+      ...options.feeds,
       input_ids: int64Tensor(ids, [B, T]),
       position_ids: int64Tensor(pos, [B, T]),
       attention_mask: int64Tensor(mask, [B, T]),
@@ -120,7 +140,9 @@ export class MaskedLM {
       feeds.logits_index = int64Tensor(index, [B, K]);
     }
     const out = await this.session.run(feeds);
-    return { hidden: out.hidden.data as Float32Array, logits: out.logits ? (out.logits.data as Float32Array) : new Float32Array(0), B, T, logitRows: K };
+    const extra: Record<string, ort.Tensor> = {};
+    for (const name of Object.keys(out)) if (name !== 'hidden' && name !== 'logits') extra[name] = out[name];
+    return { hidden: out.hidden.data as Float32Array, logits: out.logits ? (out.logits.data as Float32Array) : new Float32Array(0), B, T, logitRows: K, extra };
   }
 
   async release(): Promise<void> {

@@ -111,7 +111,6 @@ export class BrowserMaria implements MariaRuntime {
       arBosId: m.arBosId,
       bannedIds: m.bannedIds,
       vocabSize: m.vocabSize,
-      mlmHidden: m.head.mlmHidden,
       maxTokens: m.maxTokens,
       arToMlm: m.arToMlm ? Int32Array.from(m.arToMlm) : null,
       mlmVocabSize: m.mlm.vocabSize,
@@ -154,7 +153,7 @@ export class BrowserMaria implements MariaRuntime {
     return new BrowserMaria(manifest, tokenizer, mlm, ar);
   }
 
-  async encodeMlm(ids: number[]): Promise<Float32Array> {
+  async encodeMlm(ids: number[], at: number[]): Promise<Float32Array> {
     const T = ids.length;
     if (T > this.manifest.mlm.maxPositions) throw new InputError(`sequence of ${T} tokens exceeds the MLM's context of ${this.manifest.mlm.maxPositions}`);
     const out = await this.mlm.run(
@@ -162,17 +161,18 @@ export class BrowserMaria implements MariaRuntime {
         input_ids: int64(ids, [1, T]),
         position_ids: int64(this.manifest.mlm.positionIds.slice(0, T), [1, T]),
         attention_mask: int64(new Array<number>(T).fill(1), [1, T]),
+        head_rows: int64(at, [1, at.length]),
       },
-      ['hidden'],
+      ['maria_mlm_logits'],
     );
-    return out.hidden.data as Float32Array;
+    return out.maria_mlm_logits.data as Float32Array;
   }
 
   newCache(batch: number): KvCache {
     return newKvCache(this.cacheShape, batch);
   }
 
-  async headStep(cache: KvCache, rows: number[][], headIndex: number[], mlmHidden: Float32Array): Promise<Float32Array> {
+  async headStep(cache: KvCache, rows: number[][], headIndex: number[], mlmLogits: Float32Array): Promise<Float32Array> {
     const shape = this.cacheShape;
     const f = stepFeeds(cache, rows, this.manifest.ar.maxPositions);
     const { B, T, C } = f;
@@ -182,7 +182,7 @@ export class BrowserMaria implements MariaRuntime {
       key_valid: int64(f.keyValid, [B, C + T]),
       key_positions: int64(f.keyPositions, [B, C + T]),
       head_index: int64(headIndex, [headIndex.length]),
-      mlm_hidden: new ort.Tensor('float32', mlmHidden, [B, headIndex.length, this.spec.mlmHidden]),
+      mlm_logits: new ort.Tensor('float32', mlmLogits, [B, headIndex.length, this.spec.vocabSize]),
     };
     const dims = cacheDims(shape, B, C);
     cache.layers.forEach((l, i) => {

@@ -2,9 +2,10 @@
 // graphs Node runs, compiled by the same builders, as ONNX files with the weights embedded as F32
 // initializers, plus the AR's tokenizer files and web-manifest.json.
 //
-//   mlm.onnx          MaskedLM.compileEncoder, hidden only: input_ids, position_ids, attention_mask → hidden
-//   ar-step.onnx      CausalLM.compileStep with MARIA's head (keepLogits false): the cached AR step,
-//                     inputs head_index / mlm_hidden, output maria_logits (+ hidden, present_*)
+//   mlm.onnx          MaskedLM.compileEncoder with the head's MLM half (no MLM logits): input_ids,
+//                     position_ids, attention_mask, head_rows → maria_mlm_logits (+ hidden)
+//   ar-step.onnx      CausalLM.compileStep with the head's AR half (keepLogits false): the cached AR
+//                     step, inputs head_index / mlm_logits, output maria_logits (+ hidden, present_*)
 //   tokenizer.json, tokenizer_config.json, special_tokens_map.json   the AR's, as they are
 //   web-manifest.json (last)                                         see manifest.ts
 //
@@ -15,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } fro
 import { basename, join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { bundlePath } from '../maria/bundle.js';
-import { headExtension } from '../maria/head.js';
+import { headExtension, mlmHeadExtension } from '../maria/head.js';
 import type { Maria } from '../maria/maria.js';
 import { CausalLM } from '../models/causal-lm.js';
 import { MaskedLM } from '../models/masked-lm.js';
@@ -84,7 +85,7 @@ export function exportWeb(maria: Maria, outDir: string, id = webExportKey(maria)
     files[name] = data.byteLength;
   };
   const { mlm, ar, head, manifest: m } = maria;
-  const encoder = MaskedLM.compileEncoder(mlm.family, mlm.config, mlm.params, mlm.dir, { logits: false });
+  const encoder = MaskedLM.compileEncoder(mlm.family, mlm.config, mlm.params, mlm.dir, { logits: false, extension: mlmHeadExtension(head) });
   write(WEB_GRAPH_FILES.mlm, encoder.bytes);
   const step = CausalLM.compileStep(ar.family, ar.config, ar.params, ar.dir, headExtension(head));
   write(WEB_GRAPH_FILES.arStep, step.bytes);

@@ -5,7 +5,9 @@
 export const WEB_FORMAT = 'maria-web';
 // 2: mlmUnkId (what an AR token the MLM lacks becomes).
 // 3: the step graph takes its cached keys transposed, [B, Hkv, d, P].
-export const WEB_VERSION = 3;
+// 4: the head is split: mlm.onnx adds W_M·h + b3 at head_rows (maria_mlm_logits), the step graph
+//    takes that as mlm_logits [B, K, V] instead of mlm_hidden.
+export const WEB_VERSION = 4;
 
 /** The exported graphs. */
 export const WEB_GRAPH_FILES = { mlm: 'mlm.onnx', arStep: 'ar-step.onnx' } as const;
