@@ -189,6 +189,17 @@ describe('evaluate', () => {
     expect(qualityNumbers(resumed)).toEqual(qualityNumbers(straight));
     // A checkpoint from other arguments is refused.
     await expect(evaluate({ ...base, seed: 8, checkpoint, resume: true })).rejects.toThrow(/other arguments/);
+    // So is one from the same arguments over a bundle whose head has since changed (one bit of its last weight).
+    const headFile = join(pair.bundleDir, 'head.safetensors');
+    const original = readFileSync(headFile);
+    const changed = Buffer.from(original);
+    changed[changed.length - 2] ^= 1;
+    writeFileSync(headFile, changed);
+    try {
+      await expect(evaluate({ ...base, checkpoint, resume: true })).rejects.toThrow(/unchanged bundle and scorer/);
+    } finally {
+      writeFileSync(headFile, original);
+    }
   });
 });
 

@@ -46,6 +46,7 @@ import { seededHash } from '../data/corpus.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { anneal } from '../maria/anneal.js';
 import { infillWithMethod, mdlmElbo, plainArModel, releaseBaselines, scoreWithMethod } from '../maria/baselines.js';
+import { bundleDigest, modelDigest } from '../maria/digest.js';
 import { Maria, type InfillResult } from '../maria/maria.js';
 import { InputError, randomMask, spanMask, type MaskedSequence } from '../maria/masks.js';
 import { logSoftmaxRow } from '../maria/sampling.js';
@@ -849,7 +850,9 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
     };
     const passageHash = createHash('sha256');
     for (const p of passages) passageHash.update(`${p.ids.join(',')};`);
-    const fingerprint = fingerprintOf({ ...config, passagesSha256: passageHash.digest('hex') });
+    // The models' contents, not only their folders: a resume after retraining must not mix results.
+    const contents = { bundle: bundleDigest(maria), scorer: ctx.scorer ? modelDigest(ctx.scorer.model) : null };
+    const fingerprint = fingerprintOf({ ...config, passagesSha256: passageHash.digest('hex'), contents });
 
     let checkpoint: Checkpoint = { format: 'maria-eval-checkpoint', version: 1, fingerprint, startedAt: new Date().toISOString(), units: {} };
     let resumed = false;
@@ -857,7 +860,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
       if (!o.checkpoint) throw new InputError('resume needs a checkpoint file');
       if (existsSync(o.checkpoint)) {
         const c = readCheckpoint(o.checkpoint);
-        if (c.fingerprint !== fingerprint) throw new InputError(`${o.checkpoint}: the checkpoint is from a run with other arguments, passages or bundle (resume only with the same arguments)`);
+        if (c.fingerprint !== fingerprint) throw new InputError(`${o.checkpoint}: the checkpoint is from a run with other arguments, passages or models (resume only with the same arguments and unchanged bundle and scorer)`);
         checkpoint = c;
         resumed = Object.keys(c.units).length > 0;
       }

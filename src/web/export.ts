@@ -11,11 +11,12 @@
 //
 // An F16 checkpoint doubles in size here (initializers are F32): a ~7M-parameter model is a ~28 MB
 // graph. `maria serve` exports on demand into a content-keyed cache folder (ensureWebExport).
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic.js';
 import { bundlePath } from '../maria/bundle.js';
+import { bundleDigest } from '../maria/digest.js';
 import { headExtension, mlmHeadExtension } from '../maria/head.js';
 import type { Maria } from '../maria/maria.js';
 import { CausalLM } from '../models/causal-lm.js';
@@ -38,39 +39,12 @@ function tokenizerFiles(maria: Maria): Array<{ name: string; path: string }> {
 }
 
 /**
- * The content key of an export: every weight, both configs, the head, the manifest, the tokenizer
- * files, and the versions of maria and of the export format. Hashing ~100 MB of weights takes a
- * fraction of a second; the cache it keys saves recompiling and rewriting the graphs.
+ * The content key of an export: the bundle's content digest (every weight, both configs, the head,
+ * the manifest, the tokenizer files) and the versions of maria and of the export format. The
+ * cache it keys saves recompiling and rewriting the graphs.
  */
 export function webExportKey(maria: Maria): string {
-  const h = createHash('sha256');
-  const text = (s: string): void => {
-    h.update(s);
-    h.update('\0');
-  };
-  const floats = (a: Float32Array): void => {
-    h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-  };
-  text(`${WEB_FORMAT}/${WEB_VERSION}/maria ${MARIA_VERSION}`);
-  const { training: _training, ...manifest } = maria.manifest;
-  text(JSON.stringify(manifest));
-  for (const m of [maria.mlm, maria.ar]) {
-    text(m.family.modelTypes[0]);
-    text(JSON.stringify(m.config));
-    for (const name of [...m.params.keys()].sort()) {
-      const p = m.params.get(name)!;
-      text(`${name}:${p.shape.join('x')}`);
-      floats(p.data);
-    }
-  }
-  floats(maria.head.weight);
-  floats(maria.head.bias);
-  if (maria.arToMlm) h.update(new Uint8Array(maria.arToMlm.buffer, maria.arToMlm.byteOffset, maria.arToMlm.byteLength));
-  for (const f of tokenizerFiles(maria)) {
-    text(f.name);
-    h.update(readFileSync(f.path));
-  }
-  return h.digest('hex').slice(0, 20);
+  return bundleDigest(maria, `${WEB_FORMAT}/${WEB_VERSION}/maria ${MARIA_VERSION}`);
 }
 
 /**
