@@ -210,6 +210,18 @@ describe('maria create-bundle and train-head', () => {
     const inf = json<InfillJson>(maria(['infill', 'Call me [MASK].', '--bundle', out, '--json']));
     expect(inf.samples).toHaveLength(1);
   });
+
+  it('train-head --validation-data: trains on all of --data and validates on the other files', () => {
+    const data = join(pair.root, 'train-all.txt');
+    const other = join(pair.root, 'other-domain.txt');
+    writeFileSync(data, mobyDickText(12000, 20000));
+    writeFileSync(other, mobyDickText(60000, 4000));
+    const out = join(pair.root, 'cli-trained-ood');
+    const r = maria(['train-head', '--mlm', pair.mlmDir, '--ar', pair.arDir, '--data', data, '--validation-data', other, '--out', out, '--steps', '2', '--batch', '2', '--length', '16', '--validate-every', '2', '--validation-windows', '2', '--no-progress', '--threads', '1'], pair.root);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/train-all\.txt \(\d+ training paragraphs\), validated on .*other-domain\.txt \(\d+ paragraphs\)/);
+    expect(JSON.parse(r.stdout.trim())).toMatchObject({ steps: 2, finished: true });
+  });
 });
 
 describe('user errors: one line, exit 2', () => {
@@ -257,5 +269,6 @@ describe('user errors: one line, exit 2', () => {
     expectUsageError(maria([...a, '--data', join(pair.root, 'missing.txt'), '--length', '16']), /missing\.txt: no such file/);
     expectUsageError(maria([...a, '--data', 'corpus', '--length', '500']), /--length: 500 tokens do not fit the models \(at most 126\)/);
     expectUsageError(maria([...a, '--data', 'corpus', '--steps', 'many']), /--steps: "many" is not an integer/);
+    expectUsageError(maria([...a, '--data', 'corpus', '--validation-data', join(pair.root, 'x.txt'), '--length', '16']), /--validation-data goes with text files/);
   });
 });

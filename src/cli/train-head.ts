@@ -4,7 +4,8 @@
 //     [--length L] [--mask-samples S] [--span-probability p] [--lr X] [--warmup N]
 //     [--weight-decay X] [--seed S] [--validate-every N] [--validation-windows N]
 //     [--checkpoint-every N] [--max-minutes X] [--resume] [--threads N] [--no-progress]
-// --data takes text files (paragraphs = documents; a held-out 5% of the paragraphs validates) or
+// --data takes text files (paragraphs = documents; a held-out 5% of the paragraphs validates, or
+// all of --validation-data FILE... instead, e.g. text of another domain than the training text) or
 // the word `corpus` (the pretraining corpus' train/validation split). Text is tokenized with the
 // AR's tokenizer (MARIA's decoder vocabulary) into a cached token stream under data/cache. Prints a
 // JSON summary at the end: the validation L_MARIA per mask rate at the PoE start and at the end.
@@ -22,6 +23,7 @@ interface TrainHeadCliOptions {
   mlm: string;
   ar: string;
   data: string[];
+  validationData?: string[];
   out: string;
   headDtype?: string;
   steps: string;
@@ -103,7 +105,11 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
 
   let docs: { train: Docs; validation: Docs };
   let dataLabel: string;
-  if (opts.data.length === 1 && opts.data[0] === 'corpus') {
+  if (opts.validationData) {
+    if (opts.data.includes('corpus') || opts.validationData.includes('corpus')) throw new CliError('--validation-data goes with text files in --data, not the word "corpus"');
+    docs = { train: paragraphDocuments(opts.data, '--data'), validation: paragraphDocuments(opts.validationData, '--validation-data') };
+    dataLabel = `${opts.data.join(', ')} (${docs.train.length} training paragraphs), validated on ${opts.validationData.join(', ')} (${docs.validation.length} paragraphs)`;
+  } else if (opts.data.length === 1 && opts.data[0] === 'corpus') {
     docs = loadPretrainingSplit();
     dataLabel = 'pretraining corpus (train split; validation split held out)';
   } else {
@@ -190,6 +196,7 @@ export function register(program: Command): void {
       .requiredOption('--mlm <dir>', 'masked LM folder (Hugging Face layout)')
       .requiredOption('--ar <dir>', 'causal LM folder (Hugging Face layout)')
       .requiredOption('--data <files...>', 'text files (paragraphs = documents), or the word "corpus"')
+      .option('--validation-data <files...>', 'validate on these text files (all of them) instead of 5% of --data, e.g. another domain')
       .requiredOption('--out <dir>', 'bundle folder to write (checkpoints go here too)')
       .option('--steps <n>', 'optimiser steps', '2000')
       .option('--batch <n>', 'text windows per step', '16')
