@@ -16,10 +16,11 @@ import { open, rename, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
- * What {@link writeFileAtomic} accepts: bytes, UTF-8 text, or a list of byte chunks written in
- * order (lets large outputs such as weight files be written without concatenating them first).
+ * What {@link writeFileAtomic} accepts: bytes, UTF-8 text, or byte chunks written in order: a list,
+ * or any iterable (a generator produces each chunk only when it is written, so a large weight file
+ * streams to disk instead of being held in memory whole).
  */
-export type AtomicData = Uint8Array | string | readonly Uint8Array[];
+export type AtomicData = Uint8Array | string | Iterable<Uint8Array>;
 
 function tempPathFor(path: string): string {
   // pid + randomness: two processes (or two calls in one process) never share a temp file, and
@@ -27,10 +28,10 @@ function tempPathFor(path: string): string {
   return `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
-function toChunks(data: AtomicData): readonly Uint8Array[] {
+function toChunks(data: AtomicData): Iterable<Uint8Array> {
   if (typeof data === 'string') return [Buffer.from(data, 'utf8')];
   if (data instanceof Uint8Array) return [data];
-  if (Array.isArray(data)) return data;
+  if (data !== null && typeof data === 'object' && Symbol.iterator in data) return data;
   throw new TypeError(`writeFileAtomic: data must be a Uint8Array, a string or an array of Uint8Array, got ${describe(data)}`);
 }
 

@@ -6,8 +6,8 @@
 // Strings are a u64 byte length and UTF-8 bytes without a terminator; everything is little-endian.
 // The writer asks for each tensor's bytes only when it reaches it, so a large model streams to disk
 // one tensor at a time instead of being held in memory twice.
-import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { writeFileAtomic } from './atomic.js';
 
 export const GGUF_VERSION = 3;
 /** ggml's GGUF_DEFAULT_ALIGNMENT, written explicitly as `general.alignment`. */
@@ -141,8 +141,7 @@ function int(v: GgufScalar): number | bigint {
 }
 
 /**
- * Writes a GGUF v3 file, atomically: the bytes go to a sibling temp file that replaces `path` only
- * once complete (see io/atomic.ts for why). `general.alignment` is added (32) unless given.
+ * Writes a GGUF v3 file atomically (io/atomic.ts), each tensor's bytes produced only when written. `general.alignment` is added (32) unless given.
  */
 export function writeGguf(path: string, metadata: Record<string, GgufValue>, tensors: readonly GgufTensorToWrite[]): void {
   const meta: Record<string, GgufValue> = { ...metadata };
@@ -180,34 +179,17 @@ export function writeGguf(path: string, metadata: Record<string, GgufValue>, ten
   }
   const header = h.done();
   const zeros = new Uint8Array(alignment);
-  streamAtomic(path, (put) => {
-    put(header);
-    put(zeros.subarray(0, alignUp(header.length, alignment) - header.length));
-    tensors.forEach((t, i) => {
+  writeFileAtomic(path, chunks());
+  function* chunks(): Generator<Uint8Array> {
+    yield header;
+    yield zeros.subarray(0, alignUp(header.length, alignment) - header.length);
+    for (const [i, t] of tensors.entries()) {
       const bytes = t.data();
       if (bytes.byteLength !== sizes[i]) throw new GgufError(`tensor ${JSON.stringify(t.name)}: data has ${bytes.byteLength} bytes, dims [${t.dims}] of ${t.type} need ${sizes[i]}`);
-      put(bytes);
-      put(zeros.subarray(0, alignUp(bytes.byteLength, alignment) - bytes.byteLength));
-    });
-  });
-}
-
-/** Temp file + fsync + rename, with the bytes produced as they are written. */
-function streamAtomic(path: string, produce: (put: (bytes: Uint8Array) => void) => void): void {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  const fd = openSync(tmp, 'wx');
-  try {
-    produce((bytes) => {
-      for (let off = 0; off < bytes.byteLength; ) off += writeSync(fd, bytes, off, bytes.byteLength - off);
-    });
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    unlinkSync(tmp);
-    throw err;
+      yield bytes;
+      yield zeros.subarray(0, alignUp(bytes.byteLength, alignment) - bytes.byteLength);
+    }
   }
-  closeSync(fd);
-  renameSync(tmp, path);
 }
 
 /** Thrown inside the parser when the bytes read so far end too early; the caller reads more. */
