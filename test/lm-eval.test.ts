@@ -254,8 +254,16 @@ describe('evaluation on tiny random models', () => {
     }
   });
 
+  /** A run's record, its losses written as [step, loss] pairs. */
+  interface RunSpec extends Omit<RunRecord, 'path' | 'validation' | 'trainLoss'> {
+    validation: Array<[number, number]>;
+    trainLoss: Array<[number, number]>;
+  }
+
   /** A tiny `maria pretrain --out` folder: a train state whose metadata records these steps and history. */
-  function writeRun(name: string, r: Omit<RunRecord, 'path'>): string {
+  function writeRun(name: string, spec: RunSpec): string {
+    const points = (pairs: Array<[number, number]>): RunRecord['validation'] => pairs.map(([step, loss]) => ({ step, loss }));
+    const r = { ...spec, validation: points(spec.validation), trainLoss: points(spec.trainLoss) };
     const runDir = join(root, name);
     mkdirSync(runDir);
     saveCheckpoint(join(runDir, 'train-state.safetensors'), {
@@ -267,21 +275,11 @@ describe('evaluation on tiny random models', () => {
     return runDir;
   }
 
+  /** The first (or only) stage's run: 30 steps, validated at 20 and 30. */
+  const STAGE_1: RunSpec = { steps: 30, seed: 3, wallSeconds: 125, validation: [[20, 6.5], [30, 6.25]], trainLoss: [[10, 7], [20, 6.6], [30, 6.2]] };
+
   it('model cards: rendered from the config, the run record and the report; the block is replaced in place', () => {
-    const runDir = writeRun('run', {
-      steps: 30,
-      seed: 3,
-      wallSeconds: 125,
-      validation: [
-        { step: 20, loss: 6.5 },
-        { step: 30, loss: 6.25 },
-      ],
-      trainLoss: [
-        { step: 10, loss: 7 },
-        { step: 20, loss: 6.6 },
-        { step: 30, loss: 6.2 },
-      ],
-    });
+    const runDir = writeRun('run', STAGE_1);
     const run = readRun(runDir);
     expect(run).toMatchObject({ steps: 30, seed: 3, wallSeconds: 125 });
     const info = readModelInfo(arDir);
@@ -328,37 +326,8 @@ describe('evaluation on tiny random models', () => {
   });
 
   it('model cards of a model trained in two stages: both commands and runs, summed totals, the last stage as final', () => {
-    const stage1 = readRun(
-      writeRun('stage1', {
-        steps: 30,
-        seed: 3,
-        wallSeconds: 125,
-        validation: [
-          { step: 20, loss: 6.5 },
-          { step: 30, loss: 6.25 },
-        ],
-        trainLoss: [
-          { step: 10, loss: 7 },
-          { step: 30, loss: 6.2 },
-        ],
-      }),
-    );
-    const stage2 = readRun(
-      writeRun('stage2', {
-        steps: 40,
-        seed: 10,
-        wallSeconds: 3665,
-        validation: [
-          { step: 20, loss: 5.9 },
-          { step: 40, loss: 5.75 },
-        ],
-        trainLoss: [
-          { step: 10, loss: 6.0 },
-          { step: 20, loss: 5.8 },
-          { step: 40, loss: 5.7 },
-        ],
-      }),
-    );
+    const stage1 = readRun(writeRun('stage1', STAGE_1));
+    const stage2 = readRun(writeRun('stage2', { steps: 40, seed: 10, wallSeconds: 3665, validation: [[20, 5.9], [40, 5.75]], trainLoss: [[10, 6.0], [20, 5.8], [40, 5.7]] }));
     const command1 = 'maria pretrain --preset default-ar --out runs/s1 --steps 30 --batch 4 --seq-len 64 --seed 3';
     const command2 = 'maria pretrain --config m/config.json --init-from m --out runs/s2 --steps 40 --batch 2 --seq-len 32 --seed 10';
     const input = {

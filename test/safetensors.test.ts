@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { writeFileAtomic, writeFileAtomicAsync } from '../src/io/atomic.js';
+import { replaceDirectory, writeFileAtomic, writeFileAtomicAsync } from '../src/io/atomic.js';
 import {
   bfloat16BitsToFloat32,
   encodeSafetensors,
@@ -587,5 +587,33 @@ describe('writeFileAtomic', () => {
     }
     expect(readFileSync(p, 'utf8')).toBe('original');
     expect(readdirSync(dir)).toEqual(['ro.txt']);
+  });
+});
+
+describe('replaceDirectory', () => {
+  const folder = (name: string, files: Record<string, string>): string => {
+    const p = join(dir, name);
+    mkdirSync(p);
+    for (const [file, text] of Object.entries(files)) writeFileSync(join(p, file), text);
+    return p;
+  };
+
+  it('moves the new folder into place whether the target is absent, empty or full, leaving nothing aside', () => {
+    const target = join(dir, 'out');
+    replaceDirectory(folder('.new1', { a: '1' }), target);
+    expect(readdirSync(target)).toEqual(['a']);
+    replaceDirectory(folder('.new2', { b: '2' }), target, 'tag');
+    expect(readdirSync(target)).toEqual(['b']);
+    rmSync(join(target, 'b'));
+    replaceDirectory(folder('.new3', { c: '3' }), target);
+    expect(readdirSync(target)).toEqual(['c']);
+    expect(readdirSync(dir)).toEqual(['out']);
+  });
+
+  it('puts the old folder back when the new one cannot be moved in', () => {
+    const target = folder('out', { old: 'x' });
+    expect(() => replaceDirectory(join(dir, 'missing'), target, 'tag')).toThrow(/ENOENT/);
+    expect(readdirSync(dir)).toEqual(['out']);
+    expect(readFileSync(join(target, 'old'), 'utf8')).toBe('x');
   });
 });

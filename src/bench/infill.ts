@@ -7,9 +7,7 @@ import { Maria } from '../maria/maria.js';
 import { infillWithMethod, releaseBaselines } from '../maria/baselines.js';
 import { randomMask } from '../maria/masks.js';
 import { loadBrown } from '../data/corpus.js';
-
-const arg = (args: string[], name: string, fallback: string): string => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+import { arg, median } from './util.js';
 
 export type InfillBenchMethod = 'maria' | 'mdlm-all' | 'mdlm-16' | 'mlm-l2r';
 

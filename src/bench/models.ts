@@ -7,8 +7,9 @@ import { CausalLM } from '../models/causal-lm.js';
 import { MaskedLM } from '../models/masked-lm.js';
 import { familyFor } from '../models/registry.js';
 import type { CausalFamily, MaskedFamily } from '../models/family.js';
-import { initParams } from '../models/weights.js';
+import { countParameters, initParams } from '../models/weights.js';
 import { defaultArConfig } from '../train/presets.js';
+import { median } from './util.js';
 
 const LLAMA_20M = {
   model_type: 'llama',
@@ -35,16 +36,10 @@ const MODERNBERT_20M = {
   tie_word_embeddings: true,
 };
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t = performance.now();
   await fn();
   return performance.now() - t;
-}
-
-function count(specs: Array<{ shape: number[] }>): number {
-  return specs.reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
 }
 
 async function causal(raw: Record<string, unknown>, threads: number) {
@@ -52,7 +47,7 @@ async function causal(raw: Record<string, unknown>, threads: number) {
   const family = familyFor(hf) as CausalFamily;
   const config = family.parseConfig(hf);
   const specs = family.params(config);
-  return { lm: await CausalLM.fromParams(family, config, initParams(specs, 1), { threads }), params: count(specs) };
+  return { lm: await CausalLM.fromParams(family, config, initParams(specs, 1), { threads }), params: countParameters(specs) };
 }
 
 /** ms per decode step at `context` tokens of history (median over `reps` consecutive steps). */
@@ -104,7 +99,7 @@ export async function benchModels(args: string[]): Promise<void> {
     for (let i = 0; i < Math.max(3, reps >> 2); i++) times.push(await timed(() => bert.forward([ids])));
     const tps = ctx / (median(times) / 1000);
     results[`modernbert20m_encode_${ctx}`] = tps;
-    rows.push(`| ModernBERT ${(count(mspecs) / 1e6).toFixed(1)}M | ${ctx} | encode ${tps.toFixed(0)} tok/s | |`);
+    rows.push(`| ModernBERT ${(countParameters(mspecs) / 1e6).toFixed(1)}M | ${ctx} | encode ${tps.toFixed(0)} tok/s | |`);
   }
   await bert.release();
   console.log('\n| model | context | prefill / encode | decode |\n| --- | --- | --- | --- |\n' + rows.join('\n'));

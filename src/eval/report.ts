@@ -7,10 +7,9 @@
 //   time-vs-length.svg            wall time per passage vs length (log y)
 // Every file is written into a staging folder next to --out, which then replaces --out in two
 // renames; so a crash while writing leaves --out as it was (no half-written report).
-import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { writeFileAtomic } from '../io/atomic.js';
+import { asideDirectoryPrefix, replaceDirectory, uniqueTag, writeFileAtomic } from '../io/atomic.js';
 import type { EvalResults, QualityRow, ThroughputRow } from './infill-eval.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -604,22 +603,27 @@ export interface WriteReportOptions {
   onFile?: (name: string) => void;
 }
 
-function siblings(out: string, kind: 'staging' | 'old'): string[] {
+function stagingPrefix(out: string): string {
+  return `.${basename(out)}.staging-`;
+}
+
+/** The folders beside `out` whose names start with `prefix`. */
+function siblings(out: string, prefix: string): string[] {
   const parent = dirname(out);
   if (!existsSync(parent)) return [];
-  const prefix = `.${basename(out)}.${kind}-`;
   return readdirSync(parent).filter((e) => e.startsWith(prefix)).map((e) => join(parent, e));
 }
 
 /**
  * Puts back an --out folder that a crash left renamed aside (between the two renames of
- * writeReport) and removes stale staging folders. Call before reading a checkpoint in --out.
+ * writeReport's replaceDirectory) and removes stale staging folders. Call before reading a
+ * checkpoint in --out.
  */
 export function recoverOut(outDir: string): void {
   const out = resolve(outDir);
-  const old = siblings(out, 'old').sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  const old = siblings(out, asideDirectoryPrefix(out)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
   if (!existsSync(out) && old.length) renameSync(old.shift()!, out);
-  for (const d of [...old, ...siblings(out, 'staging')]) rmSync(d, { recursive: true, force: true });
+  for (const d of [...old, ...siblings(out, stagingPrefix(out))]) rmSync(d, { recursive: true, force: true });
 }
 
 /**
@@ -631,8 +635,8 @@ export function writeReport(r: EvalResults, outDir: string, options: WriteReport
   const out = resolve(outDir);
   const parent = dirname(out);
   mkdirSync(parent, { recursive: true });
-  const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
-  const staging = join(parent, `.${basename(out)}.staging-${tag}`);
+  const tag = uniqueTag();
+  const staging = join(parent, `${stagingPrefix(out)}${tag}`);
   const files = renderReport(r);
   mkdirSync(staging);
   try {
@@ -645,13 +649,6 @@ export function writeReport(r: EvalResults, outDir: string, options: WriteReport
     rmSync(staging, { recursive: true, force: true });
     throw err;
   }
-  if (existsSync(out)) {
-    const old = join(parent, `.${basename(out)}.old-${tag}`);
-    renameSync(out, old);
-    renameSync(staging, out);
-    rmSync(old, { recursive: true, force: true });
-  } else {
-    renameSync(staging, out);
-  }
+  replaceDirectory(staging, out, tag);
   return [...files.keys()];
 }

@@ -9,6 +9,7 @@ import { float32ToFloat16Bits, openCheckpoint, type WeightSource } from '../io/s
 import { writeGguf, type GgufTensorToWrite, type GgufTensorType, type GgufValue } from '../io/gguf.js';
 import { HfConfig, ModelFolderError } from '../models/config.js';
 import { llamaFamily, type LlamaConfig } from '../models/llama.js';
+import { TextTokenizer, type SpecialRole } from '../tokenizer/tokenizer.js';
 
 export interface ExportGgufOptions {
   /** Element type of the 2-D weights (norm weights are always F32, as llama.cpp's converter does). Default F32. */
@@ -161,7 +162,7 @@ interface TokenizerJson {
   normalizer?: unknown;
   pre_tokenizer?: Record<string, unknown> | null;
   added_tokens?: AddedToken[];
-  model?: { type?: string; vocab?: Record<string, number>; merges?: Array<string | [string, string]>; unk_token?: string | null };
+  model?: { type?: string; vocab?: Record<string, number>; merges?: Array<string | [string, string]> };
 }
 
 // llama.cpp's LLAMA_TOKEN_TYPE_* values.
@@ -240,29 +241,24 @@ function tokenizerMetadata(dir: string, hf: HfConfig, vocabSize: number): { meta
     'tokenizer.ggml.token_type': { type: 'array', itemType: 'int32', value: types },
     'tokenizer.ggml.merges': { type: 'array', itemType: 'string', value: merges },
   };
-  const ids = new Map(tokens.map((t, i) => [t!, i]));
-  for (const [key, id] of Object.entries(specialTokenIds(dir, hf, ids, model.unk_token ?? null))) {
+  // maria's own special-token resolution, so llama.cpp adds and stops on the tokens maria does.
+  const tokenizer = tj ? TextTokenizer.load(dir) : null;
+  for (const [key, id] of Object.entries(specialTokenIds(tokenizer, hf))) {
     if (id >= 0 && id < vocabSize) metadata[`tokenizer.ggml.${key}_token_id`] = { type: 'uint32', value: id };
   }
-  const tc = readJson(join(dir, 'tokenizer_config.json'));
   for (const flag of ['add_bos_token', 'add_eos_token'] as const) {
-    if (typeof tc?.[flag] === 'boolean') metadata[`tokenizer.ggml.${flag}`] = { type: 'bool', value: tc[flag] };
+    const value = tokenizer?.config[flag];
+    if (typeof value === 'boolean') metadata[`tokenizer.ggml.${flag}`] = { type: 'bool', value };
   }
   return { metadata, pre };
 }
 
-/** bos/eos/unknown/padding ids: tokenizer_config.json, then special_tokens_map.json, then config.json. */
-function specialTokenIds(dir: string, hf: HfConfig, ids: Map<string, number>, unk: string | null): Record<string, number> {
-  const sources = [readJson(join(dir, 'tokenizer_config.json')), readJson(join(dir, 'special_tokens_map.json'))];
-  const byName = (key: string): number | undefined => {
-    for (const s of sources) {
-      const v = s?.[key];
-      // Older files write {"content": "<s>", ...} where newer ones write "<s>".
-      const text = typeof v === 'string' ? v : typeof (v as { content?: unknown } | null)?.content === 'string' ? (v as { content: string }).content : null;
-      if (text !== null && ids.has(text)) return ids.get(text);
-    }
-    return undefined;
-  };
+/**
+ * bos/eos/unknown/padding ids: the tokenizer's (config files, post-processor, conventions; see
+ * TextTokenizer), else config.json's ids, the only source for a folder without tokenizer.json.
+ */
+function specialTokenIds(tokenizer: TextTokenizer | null, hf: HfConfig): Record<string, number> {
+  const resolved = (role: SpecialRole): number | undefined => tokenizer?.specialTokens[role]?.id;
   const fromConfig = (key: string): number | undefined => {
     const v = hf.raw[key];
     const first = Array.isArray(v) ? v[0] : v;
@@ -272,9 +268,9 @@ function specialTokenIds(dir: string, hf: HfConfig, ids: Map<string, number>, un
   const set = (key: string, id: number | undefined): void => {
     if (id !== undefined) out[key] = id;
   };
-  set('bos', byName('bos_token') ?? fromConfig('bos_token_id'));
-  set('eos', byName('eos_token') ?? fromConfig('eos_token_id'));
-  set('unknown', byName('unk_token') ?? (unk !== null ? ids.get(unk) : undefined));
-  set('padding', byName('pad_token') ?? fromConfig('pad_token_id'));
+  set('bos', resolved('bos') ?? fromConfig('bos_token_id'));
+  set('eos', resolved('eos') ?? fromConfig('eos_token_id'));
+  set('unknown', resolved('unk'));
+  set('padding', resolved('pad') ?? fromConfig('pad_token_id'));
   return out;
 }

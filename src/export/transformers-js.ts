@@ -12,19 +12,18 @@
 // MaskedLMOutput reads `logits`. It never passes position_ids to an encoder, so the graph computes
 // them as HF does when none are given. There is no token_type_ids input: transformers.js would feed
 // zeros, and maria's BERT graph adds token type 0 already.
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Graph, type Tensor } from '../engine/graph.js';
 import { compile, type CompiledModel } from '../engine/onnx.js';
 import * as F from '../engine/ops.js';
-import { writeFileAtomic } from '../io/atomic.js';
+import { replaceDirectory, uniqueTag, writeFileAtomic } from '../io/atomic.js';
 import { bertFamily, tokenIndices, type BertConfig } from '../models/bert.js';
 import { ModelFolderError } from '../models/config.js';
 import type { BaseConfig, MaskedFamily } from '../models/family.js';
 import { readModelInfo } from '../models/load.js';
 import { modernBertFamily } from '../models/modernbert.js';
-import { loadParams, paramSource, type ParamMap } from '../models/weights.js';
+import { countParameters, loadParams, paramSource, type ParamMap } from '../models/weights.js';
 
 /** The tokenizer files copied next to the graph (transformers.js's AutoTokenizer reads them). */
 export const TRANSFORMERS_JS_TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'] as const;
@@ -100,25 +99,6 @@ function checkTarget(out: string, overwrite: boolean): void {
   if (!overwrite && readdirSync(out).length > 0) throw new ModelFolderError(`${out}: folder exists and is not empty (pass overwrite / --force to replace it)`);
 }
 
-/** Moves the finished folder `tmp` to `out`, replacing what is there; `out` is never half-written. */
-function swapInto(tmp: string, out: string): void {
-  if (!existsSync(out)) return renameSync(tmp, out);
-  if (readdirSync(out).length === 0) {
-    rmdirSync(out);
-    return renameSync(tmp, out);
-  }
-  // rename(2) cannot replace a non-empty folder: move the old one aside first, back on failure.
-  const old = join(dirname(out), `.${basename(out)}.old-${process.pid}-${randomBytes(4).toString('hex')}`);
-  renameSync(out, old);
-  try {
-    renameSync(tmp, out);
-  } catch (err) {
-    renameSync(old, out);
-    throw err;
-  }
-  rmSync(old, { recursive: true, force: true });
-}
-
 /**
  * Writes a transformers.js model folder for the masked LM in `modelDir` (ModernBERT, BERT, RoBERTa,
  * XLM-RoBERTa) to `outDir`. Everything is written into a temporary sibling folder (config.json
@@ -133,15 +113,14 @@ export function exportTransformersJs(modelDir: string, outDir: string, options: 
   checkTarget(out, options.overwrite ?? false);
 
   const params = loadParams(modelDir, family.params(info.config));
-  let parameters = 0;
-  for (const p of params.values()) parameters += p.data.length;
+  const parameters = countParameters(params);
   if (parameters * 4 > PROTOBUF_LIMIT) {
     throw new ModelFolderError(`${modelDir}: ${parameters} parameters make a ${(parameters * 4 / 2 ** 30).toFixed(1)} GiB F32 graph, over ONNX's 2 GiB protobuf limit`);
   }
   const model = compileTransformersJsModel(family, info.config, params, positions, modelDir);
 
   mkdirSync(dirname(out), { recursive: true });
-  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const tmp = join(dirname(out), `.${basename(out)}.tmp-${uniqueTag()}`);
   const files: Record<string, number> = {};
   const write = (name: string, data: Uint8Array | string): void => {
     writeFileAtomic(join(tmp, name), data);
@@ -158,7 +137,7 @@ export function exportTransformersJs(modelDir: string, outDir: string, options: 
     // transformers.js_config (external data, other dtypes) describes files this folder lacks.
     const jsConfig = { dtype: 'fp32' };
     write('config.json', JSON.stringify({ ...info.hf.raw, model_type: info.modelType, 'transformers.js_config': jsConfig }, null, 2) + '\n');
-    swapInto(tmp, out);
+    replaceDirectory(tmp, out);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

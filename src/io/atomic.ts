@@ -1,19 +1,24 @@
 // Atomic file replacement: write a sibling temp file, fsync it, then rename it over the target.
 // rename(2) within one directory is atomic on POSIX and on NTFS, so a reader (or a crash) sees
-// either the complete old file or the complete new one, never a half-written mix.
+// either the complete old file or the complete new one, never a half-written mix. Folders get the
+// nearest thing: a finished sibling folder renamed into place (replaceDirectory).
 import { randomBytes } from 'node:crypto';
 import {
   closeSync,
+  existsSync,
   fchmodSync,
   fsyncSync,
   openSync,
+  readdirSync,
   renameSync,
+  rmdirSync,
+  rmSync,
   statSync,
   unlinkSync,
   writeSync,
 } from 'node:fs';
 import { open, rename, stat, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 /**
  * What {@link writeFileAtomic} accepts: bytes, UTF-8 text, or byte chunks written in order: a list,
@@ -176,4 +181,46 @@ export async function writeFileAtomicAsync(path: string, data: AtomicData): Prom
     throw err;
   }
   await fsyncDir(dirname(path));
+}
+
+/**
+ * A tag for naming sibling temp folders: the pid and randomness, so that two processes (or two
+ * calls in one process) never pick the same name.
+ */
+export function uniqueTag(): string {
+  return `${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/**
+ * The name prefix of the folder {@link replaceDirectory} moves `target` aside to: the aside folder
+ * is `.<name of target>.old-<tag>` in `target`'s parent. Crash recovery looks for this prefix.
+ */
+export function asideDirectoryPrefix(target: string): string {
+  return `.${basename(target)}.old-`;
+}
+
+/**
+ * Moves the finished folder `newDir` to `target`, replacing any folder there, so that `target` is
+ * never half-written. `newDir` must sit on the same filesystem as `target` (best: beside it).
+ *
+ * rename(2) cannot replace a non-empty folder, so an existing one is first renamed aside (see
+ * {@link asideDirectoryPrefix}; `tag` names it), then deleted once `newDir` is in place; if that
+ * second rename fails the old folder is put back and the error rethrown. A crash between the two
+ * renames leaves no `target` and the old folder aside, for the caller's recovery to rename back.
+ */
+export function replaceDirectory(newDir: string, target: string, tag: string = uniqueTag()): void {
+  if (!existsSync(target)) return renameSync(newDir, target);
+  if (readdirSync(target).length === 0) {
+    rmdirSync(target);
+    return renameSync(newDir, target);
+  }
+  const aside = join(dirname(target), `${asideDirectoryPrefix(target)}${tag}`);
+  renameSync(target, aside);
+  try {
+    renameSync(newDir, target);
+  } catch (err) {
+    renameSync(aside, target);
+    throw err;
+  }
+  rmSync(aside, { recursive: true, force: true });
 }

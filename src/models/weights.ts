@@ -31,6 +31,18 @@ export function loadParams(dir: string, specs: ParamSpec[]): ParamMap {
   return out;
 }
 
+/**
+ * How many scalar weights a model has: the values of its loaded weights, or the sizes of its
+ * family's parameter specs (`family.params(config)`, no loading needed). Both list a tied
+ * embedding once, so tied weights count once, as Hugging Face's num_parameters() counts them.
+ */
+export function countParameters(weights: ParamMap | readonly ParamSpec[]): number {
+  let n = 0;
+  if (weights instanceof Map) for (const p of weights.values()) n += p.data.length;
+  else for (const spec of weights) n += spec.shape.reduce((a, b) => a * b, 1);
+  return n;
+}
+
 /** Random initial weights for training from scratch, reproducible from `seed`. */
 export function initParams(specs: ParamSpec[], seed: number): ParamMap {
   const gauss = normal(mulberry32(seed));

@@ -28,6 +28,7 @@ import { METHODS, infillWithMethod, scoreWithMethod } from '../maria/baselines.j
 import { InfillTimeout, type InfillEvent, type InfillResult, type Maria } from '../maria/maria.js';
 import { InputError, parseMaskedText, positionsMask, randomMask, spanMask, splitMaskMarkers, type MaskedSequence } from '../maria/masks.js';
 import { infillJson, infillSegments, scoreJson, tokenEventJson, tokenPieces } from '../maria/shapes.js';
+import { countParameters } from '../models/weights.js';
 import { SERVER_DEFAULTS } from './defaults.js';
 import { Gate, Overloaded, QueueAborted, QueueTimeout } from './gate.js';
 import { ensureWebExport } from '../web/export.js';
@@ -123,13 +124,6 @@ function toApiError(err: unknown, o: { bodyLimit: number; timeoutMs: number }): 
 
 function sendError(reply: FastifyReply, e: ApiError): FastifyReply {
   return reply.code(e.status).headers(e.headers).type('application/json; charset=utf-8').send(errorBody(e.code, e.message));
-}
-
-/** The number of values in a model's weights. */
-function countParams(params: Map<string, { data: Float32Array }>): number {
-  let n = 0;
-  for (const p of params.values()) n += p.data.length;
-  return n;
 }
 
 /** Aborts when the client closes the connection before the response is complete. */
@@ -265,7 +259,7 @@ export function buildServer(maria: Maria, options: ServerOptions = {}): FastifyI
     hidden_size: m.config.hiddenSize,
     vocab_size: m.config.vocabSize,
     max_positions: m.config.maxPositions,
-    parameters: countParams(m.params),
+    parameters: countParameters(m.params),
   });
   const model = {
     bundle: basename(maria.dir),

@@ -21,16 +21,10 @@ import { headExtension, mlmHeadExtension } from '../maria/head.js';
 import type { Maria } from '../maria/maria.js';
 import { CausalLM } from '../models/causal-lm.js';
 import { MaskedLM } from '../models/masked-lm.js';
-import type { ParamMap } from '../models/weights.js';
+import { countParameters } from '../models/weights.js';
 import { WEB_FORMAT, WEB_GRAPH_FILES, WEB_MANIFEST_FILE, WEB_TOKENIZER_FILES, WEB_VERSION, type WebManifest } from './manifest.js';
 
 const MARIA_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-
-function countParams(params: ParamMap): number {
-  let n = 0;
-  for (const p of params.values()) n += p.data.length;
-  return n;
-}
 
 /** The AR folder's tokenizer files that exist. */
 function tokenizerFiles(maria: Maria): Array<{ name: string; path: string }> {
@@ -74,7 +68,7 @@ export function exportWeb(maria: Maria, outDir: string, id = webExportKey(maria)
     hiddenSize: x.config.hiddenSize,
     vocabSize: x.config.vocabSize,
     maxPositions: x.config.maxPositions,
-    parameters: countParams(x.params),
+    parameters: countParameters(x.params),
   });
   const web: WebManifest = {
     format: WEB_FORMAT,
