@@ -219,8 +219,16 @@ describe('maria create-bundle and train-head', () => {
     const out = join(pair.root, 'cli-trained-ood');
     const r = maria(['train-head', '--mlm', pair.mlmDir, '--ar', pair.arDir, '--data', data, '--validation-data', other, '--out', out, '--steps', '2', '--batch', '2', '--length', '16', '--validate-every', '2', '--validation-windows', '2', '--no-progress', '--threads', '1'], pair.root);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/train-all\.txt \(\d+ training paragraphs\), validated on .*other-domain\.txt \(\d+ paragraphs\)/);
+    expect(r.stderr).toMatch(/train-all\.txt: \d+ documents, validated on .*other-domain\.txt: \d+ documents/);
     expect(JSON.parse(r.stdout.trim())).toMatchObject({ steps: 2, finished: true });
+  });
+
+  it('train-head takes named text sets: e-mail prose, validated on its held-out messages', () => {
+    const out = join(pair.root, 'cli-trained-emails');
+    const r = maria(['train-head', '--mlm', pair.mlmDir, '--ar', pair.arDir, '--data', 'emails', '--validation-data', 'emails-heldout', '--out', out, '--steps', '2', '--batch', '2', '--length', '16', '--validate-every', '2', '--validation-windows', '2', '--head-params', 'gains-bias', '--no-progress', '--threads', '1'], pair.root);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/emails \(e-mail prose.*\): 3\d\d documents, validated on emails-heldout \(.*\): 3\d documents/);
+    expect(readManifest(out)).toMatchObject({ training: { headParams: 'gains-bias', steps: 2 } });
   });
 });
 
@@ -269,6 +277,7 @@ describe('user errors: one line, exit 2', () => {
     expectUsageError(maria([...a, '--data', join(pair.root, 'missing.txt'), '--length', '16']), /missing\.txt: no such file/);
     expectUsageError(maria([...a, '--data', 'corpus', '--length', '500']), /--length: 500 tokens do not fit the models \(at most 126\)/);
     expectUsageError(maria([...a, '--data', 'corpus', '--steps', 'many']), /--steps: "many" is not an integer/);
-    expectUsageError(maria([...a, '--data', 'corpus', '--validation-data', join(pair.root, 'x.txt'), '--length', '16']), /--validation-data goes with text files/);
+    expectUsageError(maria([...a, '--data', 'corpus', '--validation-data', join(pair.root, 'x.txt'), '--length', '16']), /--validation-data: .*x\.txt: no such file/);
+    expectUsageError(maria([...a, '--data', 'corpus', '--head-params', 'some', '--length', '16']), /--head-params must be one of all, gains-bias, gains, got "some"/);
   });
 });

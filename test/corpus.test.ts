@@ -3,7 +3,9 @@ import {
   cleanSotuText,
   corpusPackageDir,
   detokenize,
+  emailProse,
   loadBrown,
+  loadEmailDocuments,
   loadBrownSentences,
   loadPretrainingDocuments,
   parseBrownFile,
@@ -65,6 +67,46 @@ describe('pretraining documents', () => {
       expect(d.text).not.toMatch(/[^\n]\n[^\n]|\n\n\n| {2}/);
       expect(d.text.split('\n\n').length).toBeGreaterThan(1);
     }
+  });
+});
+
+describe('e-mail prose', () => {
+  const mail = (headers: string, body: string): string => `From someone  Thu Aug 22 12:36:23 2002\n${headers}\n\n${body}`;
+  const prose = 'The kernel hackers are rewriting the whole input and output layer, because efficient synchronous primitives are easy to build from asynchronous ones.';
+
+  it('keeps the prose paragraphs of a plain-text mail, unwrapped', () => {
+    const wrap = prose.indexOf(' ', 50);
+    const body = `${prose.slice(0, wrap)}\n${prose.slice(wrap + 1)}\n\nThanks!\n\nAnother paragraph that is long enough to keep, since it has more than twelve words in it.\n`;
+    expect(emailProse(mail('Subject: io\nContent-Type: text/plain; charset=us-ascii', body))).toEqual([
+      prose,
+      'Another paragraph that is long enough to keep, since it has more than twelve words in it.',
+    ]);
+  });
+
+  it('drops quotes, signatures, list footers, links and code, and non-plain-text mail', () => {
+    const body = [
+      '> A quoted line of somebody else that would otherwise be long enough to keep as prose here.',
+      'See http://example.com/a/b for the details of what was said in the meeting last week.',
+      'if (x == 1) { return the value of the other variable that we computed before; }',
+      prose,
+      '-- ',
+      'A signature that is long enough to pass as prose but must not be kept in the text.',
+    ].join('\n\n');
+    expect(emailProse(mail('Subject: x', body))).toEqual([prose]);
+    expect(emailProse(mail('Content-Type: text/html', prose))).toEqual([]);
+    expect(emailProse(mail('Content-Type: multipart/alternative; boundary="b"', prose))).toEqual([]);
+    expect(emailProse(mail('Content-Transfer-Encoding: base64', prose))).toEqual([]);
+    expect(emailProse(`${prose} with no header separator`)).toEqual([]);
+  });
+
+  it('loads a few hundred ham messages of prose, none sharing a paragraph', () => {
+    const emails = loadEmailDocuments();
+    expect(emails.length).toBeGreaterThan(300);
+    expect(new Set(emails.map((d) => d.id)).size).toBe(emails.length);
+    expect(emails.every((d) => d.source === 'emails' && d.text.split(/\s+/).length >= 120)).toBe(true);
+    const paragraphs = emails.flatMap((d) => d.text.split('\n\n'));
+    expect(new Set(paragraphs).size).toBe(paragraphs.length);
+    expect(paragraphs.some((p) => /[\u0080-\u009f\ufffd]/.test(p))).toBe(false);
   });
 });
 

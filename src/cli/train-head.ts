@@ -3,17 +3,19 @@
 //   maria train-head --mlm DIR --ar DIR --data FILE... --out BUNDLE [--steps N] [--batch B]
 //     [--length L] [--mask-samples S] [--span-probability p] [--lr X] [--warmup N]
 //     [--weight-decay X] [--seed S] [--validate-every N] [--validation-windows N]
-//     [--checkpoint-every N] [--max-minutes X] [--resume] [--threads N] [--no-progress]
-// --data takes text files (paragraphs = documents; a held-out 5% of the paragraphs validates, or
-// all of --validation-data FILE... instead, e.g. text of another domain than the training text) or
-// the word `corpus` (the pretraining corpus' train/validation split). Text is tokenized with the
+//     [--checkpoint-every N] [--max-minutes X] [--resume] [--threads N] [--head-params all|gains-bias|gains]
+//     [--no-progress]
+// --data and --validation-data take text files (paragraphs = documents) and named text sets:
+// `corpus` and `corpus-heldout` (the pretraining corpus' train and validation splits), `emails` and
+// `emails-heldout` (e-mail prose, a domain the backbones never saw). Without --validation-data a
+// held-out 5% of the documents validates (`corpus` alone: `corpus-heldout`). Text is tokenized with the
 // AR's tokenizer (MARIA's decoder vocabulary) into a cached token stream under data/cache. Prints a
 // JSON summary at the end: the validation L_MARIA per mask rate at the PoE start and at the end.
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { loadPretrainingSplit, splitTrainValidation } from '../data/corpus.js';
-import { trainHead } from '../maria/train-head.js';
+import { isTextSetName, loadTextSet, NAMED_TEXT_SETS, splitTrainValidation } from '../data/corpus.js';
+import { HEAD_PARAMS, trainHead, type HeadParams } from '../maria/train-head.js';
 import { assertFolder, readModelInfo } from '../models/load.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { tokenStream, type TokenStream } from '../train/data.js';
@@ -26,6 +28,7 @@ interface TrainHeadCliOptions {
   validationData?: string[];
   out: string;
   headDtype?: string;
+  headParams: string;
   steps: string;
   batch: string;
   length: string;
@@ -45,6 +48,30 @@ interface TrainHeadCliOptions {
 }
 
 type Docs = Array<{ id: string; text: string }>;
+
+/** Documents of --data/--validation-data items: named text sets (see NAMED_TEXT_SETS) or text files. */
+function documentsOf(items: string[], flag: string): Docs {
+  return items.flatMap((item) => (isTextSetName(item) ? loadTextSet(item) : paragraphDocuments([item], flag)));
+}
+
+/**
+ * Training and validation documents. Without --validation-data, `corpus` alone validates on
+ * `corpus-heldout` (as the backbones did); anything else holds out 5% of its documents.
+ */
+function headTrainingText(data: string[], validationData: string[] | undefined): { docs: { train: Docs; validation: Docs }; dataLabel: string } {
+  const describe = (items: string[]): string => items.map((i) => (isTextSetName(i) ? `${i} (${NAMED_TEXT_SETS[i]})` : i)).join(', ');
+  if (validationData) {
+    const docs = { train: documentsOf(data, '--data'), validation: documentsOf(validationData, '--validation-data') };
+    return { docs, dataLabel: `${describe(data)}: ${docs.train.length} documents, validated on ${describe(validationData)}: ${docs.validation.length} documents` };
+  }
+  if (data.length === 1 && data[0] === 'corpus') {
+    return { docs: { train: loadTextSet('corpus'), validation: loadTextSet('corpus-heldout') }, dataLabel: 'pretraining corpus (train split; validation split held out)' };
+  }
+  const all = documentsOf(data, '--data');
+  if (all.length < 2) throw new CliError(`--data: found ${all.length} document(s); need at least 2 (5% of the documents, at least one, are held out for validation)`);
+  const docs = splitTrainValidation(all, { validationFraction: 0.05 });
+  return { docs, dataLabel: `${describe(data)} (${docs.train.length} training and ${docs.validation.length} validation documents)` };
+}
 
 
 /** The longest run of ordinary tokens (a document) in a stream. */
@@ -80,6 +107,7 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
   const checkpointEvery = int('--checkpoint-every', opts.checkpointEvery);
   const maxMinutes = opts.maxMinutes !== undefined ? parseNumber('--max-minutes', opts.maxMinutes, { min: 0 }) : undefined;
   const threads = opts.threads !== undefined ? int('--threads', opts.threads) : undefined;
+  const headParams = parseHeadParams(opts.headParams);
 
   assertFolder(opts.mlm);
   assertFolder(opts.ar);
@@ -103,22 +131,7 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
     return s;
   };
 
-  let docs: { train: Docs; validation: Docs };
-  let dataLabel: string;
-  if (opts.validationData) {
-    if (opts.data.includes('corpus') || opts.validationData.includes('corpus')) throw new CliError('--validation-data goes with text files in --data, not the word "corpus"');
-    docs = { train: paragraphDocuments(opts.data, '--data'), validation: paragraphDocuments(opts.validationData, '--validation-data') };
-    dataLabel = `${opts.data.join(', ')} (${docs.train.length} training paragraphs), validated on ${opts.validationData.join(', ')} (${docs.validation.length} paragraphs)`;
-  } else if (opts.data.length === 1 && opts.data[0] === 'corpus') {
-    docs = loadPretrainingSplit();
-    dataLabel = 'pretraining corpus (train split; validation split held out)';
-  } else {
-    if (opts.data.includes('corpus')) throw new CliError('--data: give either the word "corpus" alone or text files');
-    const all = paragraphDocuments(opts.data, '--data');
-    if (all.length < 2) throw new CliError(`--data: found ${all.length} paragraph(s); need at least 2 (5% of the paragraphs, at least one, are held out for validation)`);
-    docs = splitTrainValidation(all, { validationFraction: 0.05 });
-    dataLabel = `${opts.data.join(', ')} (${docs.train.length} training and ${docs.validation.length} validation paragraphs)`;
-  }
+  const { docs, dataLabel } = headTrainingText(opts.data, opts.validationData);
   const cacheDir = resolve('data/cache');
   const key = readFileSync(join(opts.ar, 'tokenizer.json'), 'utf8');
   const encode = (t: string): number[] => tokenizer.encode(t).ids;
@@ -158,6 +171,7 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
     session: threads ? { threads } : {},
     command: `maria ${process.argv.slice(2).join(' ')}`,
     headDtype: parseHeadDtype(opts.headDtype),
+    headParams,
     shouldStop: progress.shouldStop,
     onStep: (st) => progress.step(st),
     onValidate: (v) => {
@@ -188,6 +202,12 @@ function parseHeadDtype(value: string | undefined): 'F32' | 'F16' {
   return v;
 }
 
+function parseHeadParams(value: string): HeadParams {
+  const found = HEAD_PARAMS.find((p) => p === value);
+  if (!found) throw new CliError(`--head-params must be one of ${HEAD_PARAMS.join(', ')}, got "${value}"`);
+  return found;
+}
+
 export function register(program: Command): void {
   usageErrorsExit2(
     program
@@ -195,8 +215,8 @@ export function register(program: Command): void {
       .description("train MARIA's linear head over a frozen masked LM and a frozen causal LM (L_MARIA), writing a bundle")
       .requiredOption('--mlm <dir>', 'masked LM folder (Hugging Face layout)')
       .requiredOption('--ar <dir>', 'causal LM folder (Hugging Face layout)')
-      .requiredOption('--data <files...>', 'text files (paragraphs = documents), or the word "corpus"')
-      .option('--validation-data <files...>', 'validate on these text files (all of them) instead of 5% of --data, e.g. another domain')
+      .requiredOption('--data <sets...>', `text files (paragraphs = documents) or named sets: ${Object.keys(NAMED_TEXT_SETS).join(', ')}`)
+      .option('--validation-data <sets...>', 'validate on these files or named sets (all of them) instead of 5% of --data, e.g. another domain')
       .requiredOption('--out <dir>', 'bundle folder to write (checkpoints go here too)')
       .option('--steps <n>', 'optimiser steps', '2000')
       .option('--batch <n>', 'text windows per step', '16')
@@ -213,6 +233,7 @@ export function register(program: Command): void {
       .option('--max-minutes <x>', 'stop after this long (with a checkpoint); resume later')
       .option('--resume', 'continue from the checkpoint in --out')
       .option('--threads <n>', 'ONNX Runtime threads (default: MARIA_THREADS or all cores)')
+      .option('--head-params <which>', `what trains: ${HEAD_PARAMS.join(' | ')} (gains = a calibrated product of experts)`, 'all')
       .option('--head-dtype <t>', 'how the head is stored in the bundle: F32 or F16 (computation is F32)', 'F32')
       .option('--no-progress', 'no progress bar (log lines instead)')
       .action(action(trainHeadCommand)),

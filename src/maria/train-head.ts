@@ -57,7 +57,17 @@ export interface TrainHeadOptions {
   command?: string;
   /** How the head is stored in the bundle (training state stays F32). */
   headDtype?: 'F32' | 'F16';
+  /** Which of the head's parameters train (default 'all'); the others keep their PoE values. */
+  headParams?: HeadParams;
 }
+
+/**
+ * What a head run may change, from most to least capacity: everything (the two expert gains, the
+ * bias b3 and the full correction Δ of W3), the gains and the bias, or only the two gains (a
+ * calibrated product of experts). Less capacity transfers better to text unlike the training text.
+ */
+export type HeadParams = 'all' | 'gains-bias' | 'gains';
+export const HEAD_PARAMS: readonly HeadParams[] = ['all', 'gains-bias', 'gains'];
 
 /** Validation rates: the loss is reported per rate and averaged. */
 export const VALIDATION_RATES = [0.15, 0.5, 0.9];
@@ -176,13 +186,15 @@ function splitHead(h: HeadWeights): { mlmHalf: Float32Array; arHalf: Float32Arra
   return { mlmHalf, arHalf };
 }
 
-/** W3 = [g_M·W_M, g_A·W_A] + Δ from the product-of-experts start. */
-export function materializeHead(poe: HeadWeights, gainMlm: number, gainAr: number, delta: Float32Array, bias: Float32Array): HeadWeights {
+const TRAINED: Record<HeadParams, string> = { all: 'the gains g_M and g_A, b3 and Δ', 'gains-bias': 'the gains g_M and g_A and b3 (Δ = 0)', gains: 'the gains g_M and g_A only (Δ = 0, b3 from the PoE start)' };
+
+/** W3 = [g_M·W_M, g_A·W_A] + Δ from the product-of-experts start (Δ = 0 when null). */
+export function materializeHead(poe: HeadWeights, gainMlm: number, gainAr: number, delta: Float32Array | null, bias: Float32Array): HeadWeights {
   const { vocabSize: V, mlmHidden: dM, arHidden: dA } = poe;
   const d = dM + dA;
   const weight = new Float32Array(V * d);
   for (let v = 0; v < V; v++) {
-    for (let j = 0; j < d; j++) weight[v * d + j] = (j < dM ? gainMlm : gainAr) * poe.weight[v * d + j] + delta[v * d + j];
+    for (let j = 0; j < d; j++) weight[v * d + j] = (j < dM ? gainMlm : gainAr) * poe.weight[v * d + j] + (delta ? delta[v * d + j] : 0);
   }
   return { weight, bias: Float32Array.from(bias), vocabSize: V, mlmHidden: dM, arHidden: dA };
 }
@@ -207,13 +219,16 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
   const gainOf = (name: string): Tensor => F.add(g.scalar(1), F.mul(g.scalar(GAIN_SCALE), g.param(name, new Float32Array([0]), [1])));
   const gainMlm = gainOf('gain_mlm');
   const gainAr = gainOf('gain_ar');
-  const delta = g.param('delta', new Float32Array(V * (dM + dA)), [V, dM + dA]);
-  const bias = g.param('bias', poeHead.bias, [V]);
+  const headParams = o.headParams ?? 'all';
+  const bias = headParams === 'gains' ? g.constant(poeHead.bias, [V]) : g.param('bias', poeHead.bias, [V]);
   const experts = F.add(
     F.mul(gainMlm, nn.linear(hMlm, g.constant(mlmHalf, [V, dM]))),
     F.mul(gainAr, nn.linear(hAr, g.constant(arHalf, [V, dA]))),
   );
-  const logits = F.add(experts, headLogits(hMlm, hAr, delta, bias));
+  const logits =
+    headParams === 'all'
+      ? F.add(experts, headLogits(hMlm, hAr, g.param('delta', new Float32Array(V * (dM + dA)), [V, dM + dA]), bias))
+      : F.add(experts, bias);
   const loss = F.sum(F.mul(nn.tokenNll(logits, targets), weights), [0]);
   const trainer = await TrainStep.create(g, loss, {
     schedule: warmupCosine(o.lr, o.warmup, o.steps, o.lr * 0.1),
@@ -264,6 +279,7 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
     lr: o.lr,
     warmup: o.warmup,
     weightDecay: o.weightDecay,
+    headParams,
     threads: o.session?.threads ?? null,
     trainTokens: o.train.length,
     validationTokens: o.validation.length,
@@ -287,14 +303,16 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
     const state = trainer.state();
     saveCheckpoint(statePath, trainCheckpoint(state, trainer.paramShapes(), { seed: o.seed, settings, history }));
     const gain = (name: string): number => 1 + GAIN_SCALE * state.params.get(name)![0];
-    const head = materializeHead(poeHead, gain('gain_mlm'), gain('gain_ar'), state.params.get('delta')!, state.params.get('bias')!);
+    const head = materializeHead(poeHead, gain('gain_mlm'), gain('gain_ar'), state.params.get('delta') ?? null, state.params.get('bias') ?? poeHead.bias);
     const last = history.validation[history.validation.length - 1];
     writeBundle(o.out, {
       ...manifest,
       head: { ...manifest.head, init: 'trained' },
       training: {
         command: o.command,
-        objective: 'L_MARIA (teacher-forced, per-sequence mean over masked tokens), frozen backbones; AdamW on b3 and on W3 parametrised as [g_M·W1/2, g_A·W2/2] + Δ',
+        objective: `L_MARIA (teacher-forced, per-sequence mean over masked tokens), frozen backbones; AdamW on ${TRAINED[headParams]}, W3 parametrised as [g_M·W1/2, g_A·W2/2] + Δ`,
+        headParams,
+        gains: { mlm: gain('gain_mlm'), ar: gain('gain_ar') },
         steps: state.step,
         finished,
         batch: o.batch,
