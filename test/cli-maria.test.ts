@@ -2,7 +2,7 @@
 // train-head` (build first: `npx tsc -p tsconfig.json`), against the tiny random-weight bundle of
 // test/helpers/tiny-pair.ts. Output must match the library; user errors exit 2 with one line.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readManifest } from '../src/maria/bundle.js';
@@ -229,6 +229,29 @@ describe('maria create-bundle and train-head', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/emails \(e-mail prose.*\): 3\d\d documents, validated on emails-heldout \(.*\): 3\d documents/);
     expect(readManifest(out)).toMatchObject({ training: { headParams: 'gains-bias', steps: 2 } });
+  });
+});
+
+describe('maria eval', () => {
+  it('--shard i/n runs in separate processes; a run without --shard, with --resume, merges them and reports', () => {
+    const text = join(pair.root, 'eval-text.txt');
+    writeFileSync(text, mobyDickText(6000, 30000));
+    const out = join(pair.root, 'eval-sharded');
+    const args = ['eval', '--data', text, '--n', '4', '--length', '16', '--mask-rates', '0.5', '--methods', 'maria,ar', '--samples', '1', '--chunk', '1', '--bundle', pair.bundleDir, '--scorer', pair.arDir, '--no-throughput', '--no-progress', '--threads', '1', '--out', out];
+    for (const shard of ['0/2', '1/2']) {
+      const r = maria([...args, '--shard', shard]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(new RegExp(`shard ${shard} is done .*without --shard, with --resume`));
+    }
+    expect(readdirSync(out).sort()).toEqual(['checkpoint.shard-0-of-2.json', 'checkpoint.shard-1-of-2.json']);
+    const merged = maria([...args, '--resume', '--json']);
+    expect(merged.code, merged.stderr).toBe(0);
+    const results = JSON.parse(merged.stdout) as { complete: boolean; meta: { resumed: boolean }; quality: Array<{ passages: number }> };
+    expect(results).toMatchObject({ complete: true, meta: { resumed: true } });
+    expect(results.quality.map((q) => q.passages)).toEqual([4, 4]);
+    expect(readdirSync(out)).toContain('report.md');
+    expectUsageError(maria([...args, '--shard', '2/2']), /--shard must be i\/n with 0 ≤ i < n/);
+    expectUsageError(maria([...args.slice(0, -2), '--shard', '0/2']), /--shard needs --out/);
   });
 });
 

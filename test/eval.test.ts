@@ -203,6 +203,36 @@ describe('evaluate', () => {
   });
 });
 
+describe('sharded runs', () => {
+  it('split the work between processes; a merging run reports the same numbers as a straight run', async () => {
+    const dir = join(pair.root, 'shards');
+    mkdirSync(dir, { recursive: true });
+    const shardFiles = [0, 1, 2].map((i) => join(dir, `checkpoint.shard-${i}-of-3.json`));
+    const keys = new Set<string>();
+    for (const [index, checkpoint] of shardFiles.entries()) {
+      const r = await evaluate({ ...base, checkpoint, shard: { index, count: 3 } });
+      expect(r.complete).toBe(false);
+      const own = Object.keys((JSON.parse(readFileSync(checkpoint, 'utf8')) as { units: object }).units);
+      expect(own.length).toBeGreaterThan(0);
+      for (const k of own) {
+        expect(keys.has(k)).toBe(false);
+        keys.add(k);
+      }
+    }
+    expect(keys.has('throughput')).toBe(false);
+    let restored = -1;
+    let total = 0;
+    const merged = await evaluate({ ...base, checkpoint: join(dir, 'checkpoint.json'), resume: true, mergeCheckpoints: shardFiles, onProgress: (p) => ((restored = Math.max(restored, p.restored)), (total = p.total)) });
+    expect(merged.complete).toBe(true);
+    // Everything but the throughput measurement came from the shards.
+    expect(total - restored).toBe(2 * 1 * DEFAULT_METHODS.length);
+    expect(qualityNumbers(merged)).toEqual(qualityNumbers(straight));
+    expect(merged.throughput?.rows.length).toBe(straight.throughput?.rows.length);
+    await expect(evaluate({ ...base, seed: 8, checkpoint: join(dir, 'other.json'), resume: true, mergeCheckpoints: shardFiles })).rejects.toThrow(/checkpoint is from a run with other arguments/);
+    await expect(evaluate({ ...base, shard: { index: 3, count: 3 } })).rejects.toThrow(/shard 3 of 3/);
+  });
+});
+
 describe('report', () => {
   it('writes results.json, report.md and SVG plots', () => {
     const out = join(pair.root, 'report');

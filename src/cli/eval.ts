@@ -4,7 +4,7 @@
 // (src/eval/report.ts).
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import type { BrownDoc } from '../data/corpus.js';
 import { DEFAULT_MASK_RATES, DEFAULT_METHODS, DEFAULT_THROUGHPUT_LENGTHS, evaluate, parseMethod, type EvalProgress, type EvalResults } from '../eval/infill-eval.js';
@@ -27,6 +27,7 @@ interface Options {
   seed: string;
   out?: string;
   resume?: boolean;
+  shard?: string;
   json?: boolean;
   throughput: boolean;
   throughputLengths: string;
@@ -97,6 +98,17 @@ function summary(r: EvalResults): string {
   return lines.join('\n') + '\n';
 }
 
+/** Checkpoints of one run in its --out folder: the unsharded one and those of shards. */
+const CHECKPOINT_FILE = /^checkpoint(?:\.shard-\d+-of-\d+)?\.json$/;
+
+function parseShard(value: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(value.trim());
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index >= count) throw new CliError(`--shard must be i/n with 0 ≤ i < n (e.g. 0/2 and 1/2 for two processes), got "${value}"`);
+  return { index, count };
+}
+
 export function register(program: Command): void {
   const cmd = program
     .command('eval')
@@ -113,6 +125,7 @@ export function register(program: Command): void {
     .option('--seed <S>', 'run seed (passages, masks, samplers)', '0')
     .option('--out <dir>', 'write results.json, report.md and plots here (the checkpoint lives here too)')
     .option('--resume', 'continue the run whose checkpoint is in --out')
+    .option('--shard <i/n>', 'do only shard i of n (0-based) of the work, for n processes at once; then run without --shard, with --resume, to merge and report')
     .option('--json', 'print the results object as JSON')
     .option('--no-throughput', 'skip the throughput measurement')
     .option('--throughput-lengths <list>', 'passage lengths for throughput', DEFAULT_THROUGHPUT_LENGTHS.join(','))
@@ -153,14 +166,22 @@ export function register(program: Command): void {
         const source = passageSource(o.data, tokenizer, seed);
         const passages = source.passagesFor(length, n);
 
+        const shard = o.shard !== undefined ? parseShard(o.shard) : undefined;
+        if (shard && !o.out) fail('--shard needs --out (each shard writes its checkpoint there)');
         let checkpoint: string | undefined;
+        let mergeCheckpoints: string[] = [];
         if (o.out) {
           recoverOut(o.out);
           mkdirSync(o.out, { recursive: true });
-          checkpoint = join(o.out, 'checkpoint.json');
-          if (!o.resume && existsSync(checkpoint)) {
-            process.stderr.write(`${checkpoint}: starting afresh (pass --resume to continue that run)\n`);
-            rmSync(checkpoint);
+          checkpoint = join(o.out, shard ? `checkpoint.shard-${shard.index}-of-${shard.count}.json` : 'checkpoint.json');
+          const others = readdirSync(o.out).filter((f) => CHECKPOINT_FILE.test(f) && f !== basename(checkpoint!)).map((f) => join(o.out!, f));
+          if (o.resume) mergeCheckpoints = others;
+          else {
+            // A fresh run: its own checkpoint goes; a fresh unsharded run also drops stale shards.
+            for (const file of [checkpoint, ...(shard ? [] : others)].filter((f) => existsSync(f))) {
+              process.stderr.write(`${file}: starting afresh (pass --resume to continue that run)\n`);
+              rmSync(file);
+            }
           }
         }
 
@@ -211,6 +232,8 @@ export function register(program: Command): void {
             threads,
             checkpoint,
             resume: !!o.resume,
+            mergeCheckpoints,
+            shard,
             onProgress,
             shouldStop: () => stop,
             data: { source: o.data, description: source.describe(length, n) },
@@ -219,6 +242,10 @@ export function register(program: Command): void {
         } finally {
           bar?.stop();
           process.removeListener('SIGINT', onSigint);
+        }
+        if (shard && !stop) {
+          process.stderr.write(`shard ${shard.index}/${shard.count} is done (${checkpoint}); when every shard is, run the same command without --shard, with --resume, to merge and report\n`);
+          return;
         }
         if (!results.complete) {
           process.stderr.write(`stopped; ${checkpoint ? `the checkpoint is in ${checkpoint}: run the same command with --resume to finish` : 'nothing was saved (no --out)'}\n`);

@@ -287,6 +287,18 @@ export interface EvalOptions {
   checkpoint?: string;
   /** Skip the units already in the checkpoint (it must be from the same configuration). */
   resume?: boolean;
+  /**
+   * Other checkpoints of the same run (e.g. written by shards) whose units a resumed run takes as
+   * done; missing files are skipped, files of another configuration refused.
+   */
+  mergeCheckpoints?: string[];
+  /**
+   * Run only this shard's share of the work: unit k when k mod count = index, never the throughput
+   * measurement (it needs the machine to itself). Shards run as separate processes, each with its
+   * own checkpoint; a shard run never reports (its result is incomplete): a final run without shard
+   * resumes with the shards' checkpoints merged, does what is left and reports.
+   */
+  shard?: { index: number; count: number };
   onProgress?: (p: EvalProgress) => void;
   /** Checked after every unit: true stops the run (the checkpoint is up to date). */
   shouldStop?: () => boolean;
@@ -857,8 +869,18 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
         const c = readCheckpoint(o.checkpoint);
         if (c.fingerprint !== fingerprint) throw new InputError(`${o.checkpoint}: the checkpoint is from a run with other arguments, passages or models (resume only with the same arguments and unchanged bundle and scorer)`);
         checkpoint = c;
-        resumed = Object.keys(c.units).length > 0;
       }
+      for (const path of o.mergeCheckpoints ?? []) {
+        if (!existsSync(path)) continue;
+        const c = readCheckpoint(path);
+        if (c.fingerprint !== fingerprint) throw new InputError(`${path}: this checkpoint is from a run with other arguments, passages or models; delete it or resume with the same arguments`);
+        for (const [key, unit] of Object.entries(c.units)) checkpoint.units[key] ??= unit;
+      }
+      resumed = Object.keys(checkpoint.units).length > 0;
+    }
+    const shard = o.shard;
+    if (shard && !(Number.isInteger(shard.count) && shard.count >= 1 && Number.isInteger(shard.index) && shard.index >= 0 && shard.index < shard.count)) {
+      throw new InputError(`shard ${shard.index} of ${shard.count}: the index must be an integer from 0 to count − 1`);
     }
     const save = (): void => {
       if (o.checkpoint) writeFileAtomic(o.checkpoint, JSON.stringify(checkpoint));
@@ -929,12 +951,17 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
       });
     }
 
+    if (shard) {
+      const mine = units.filter((u, k) => u.key !== 'throughput' && k % shard.count === shard.index);
+      units.splice(0, units.length, ...mine);
+    }
     const total = units.reduce((a, u) => a + u.weight, 0);
     let done = 0;
     let restored = 0;
     for (const u of units) if (checkpoint.units[u.key]) restored += u.weight;
     done = restored;
-    let complete = true;
+    // A shard's result covers only its share: it is never complete (the merging run reports).
+    let complete = !shard;
     o.onProgress?.({ done, total, restored, unit: '' });
     for (const u of units) {
       if (checkpoint.units[u.key]) continue;
