@@ -223,6 +223,21 @@ describe('maria create-bundle and train-head', () => {
     expect(JSON.parse(r.stdout.trim())).toMatchObject({ steps: 2, finished: true });
   });
 
+  it('train-head --keep-best keeps the best validated head: the PoE start when training only gets worse', () => {
+    const data = join(pair.root, 'train.txt');
+    writeFileSync(data, mobyDickText(12000, 40000));
+    const out = join(pair.root, 'cli-kept');
+    // A learning rate this large wrecks the head, so no trained step can beat the start.
+    const r = maria(['train-head', '--mlm', pair.mlmDir, '--ar', pair.arDir, '--data', data, '--out', out, '--steps', '4', '--batch', '2', '--length', '16', '--lr', '50', '--warmup', '0', '--validate-every', '2', '--validation-windows', '2', '--keep-best', '--no-progress', '--threads', '1'], pair.root);
+    expect(r.code, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout.trim()) as { steps: number; validation: { poe: { mean: number }; final: { step: number; mean: number }; kept: { step: number; mean: number } } };
+    expect(summary.steps).toBe(4);
+    expect(summary.validation.final.mean).toBeGreaterThan(summary.validation.poe.mean);
+    expect(summary.validation.kept).toMatchObject({ step: 0, mean: summary.validation.poe.mean });
+    expect(readManifest(out)).toMatchObject({ head: { init: 'product-of-experts' }, training: { steps: 0, runSteps: 4, finished: true } });
+    expect(readFileSync(join(out, 'head.safetensors')).equals(readFileSync(join(pair.bundleDir, 'head.safetensors')))).toBe(true);
+  });
+
   it('train-head takes named text sets: e-mail prose, validated on its held-out messages', () => {
     const out = join(pair.root, 'cli-trained-emails');
     const r = maria(['train-head', '--mlm', pair.mlmDir, '--ar', pair.arDir, '--data', 'emails', '--validation-data', 'emails-heldout', '--out', out, '--steps', '2', '--batch', '2', '--length', '16', '--validate-every', '2', '--validation-windows', '2', '--head-params', 'gains-bias', '--no-progress', '--threads', '1'], pair.root);

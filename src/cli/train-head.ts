@@ -4,7 +4,7 @@
 //     [--length L] [--mask-samples S] [--span-probability p] [--lr X] [--warmup N]
 //     [--weight-decay X] [--seed S] [--validate-every N] [--validation-windows N]
 //     [--checkpoint-every N] [--max-minutes X] [--resume] [--threads N] [--head-params all|gains-bias|gains]
-//     [--no-progress]
+//     [--keep-best] [--no-progress]
 // --data and --validation-data take text files (paragraphs = documents) and named text sets:
 // `corpus` and `corpus-heldout` (the pretraining corpus' train and validation splits), `emails` and
 // `emails-heldout` (e-mail prose, a domain the backbones never saw). Without --validation-data a
@@ -29,6 +29,7 @@ interface TrainHeadCliOptions {
   out: string;
   headDtype?: string;
   headParams: string;
+  keepBest?: boolean;
   steps: string;
   batch: string;
   length: string;
@@ -172,6 +173,7 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
     command: `maria ${process.argv.slice(2).join(' ')}`,
     headDtype: parseHeadDtype(opts.headDtype),
     headParams,
+    keepBest: !!opts.keepBest,
     shouldStop: progress.shouldStop,
     onStep: (st) => progress.step(st),
     onValidate: (v) => {
@@ -190,6 +192,7 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
     validation: {
       poe: { mean: mean(result.poe), byRate: result.poe },
       final: last ? { step: last.step, mean: last.loss, byRate: last.byRate } : null,
+      ...(opts.keepBest && result.best ? { kept: { step: result.best.step, mean: result.best.loss, byRate: result.best.byRate } } : {}),
     },
     wallSeconds: Math.round(result.wallSeconds),
   };
@@ -234,6 +237,7 @@ export function register(program: Command): void {
       .option('--resume', 'continue from the checkpoint in --out')
       .option('--threads <n>', 'ONNX Runtime threads (default: MARIA_THREADS or all cores)')
       .option('--head-params <which>', `what trains: ${HEAD_PARAMS.join(' | ')} (gains = a calibrated product of experts)`, 'all')
+      .option('--keep-best', 'keep the head of the best validation L_MARIA (the PoE start included), not the last: early stopping, e.g. on text of another domain')
       .option('--head-dtype <t>', 'how the head is stored in the bundle: F32 or F16 (computation is F32)', 'F32')
       .option('--no-progress', 'no progress bar (log lines instead)')
       .action(action(trainHeadCommand)),

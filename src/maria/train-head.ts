@@ -6,6 +6,7 @@
 // and the loss) run by the engine's TrainStep.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../io/atomic.js';
 import { Graph, type Tensor } from '../engine/graph.js';
 import * as F from '../engine/ops.js';
 import * as nn from '../engine/nn.js';
@@ -15,7 +16,7 @@ import { floatTensor, int64Tensor, type SessionOptions } from '../engine/runtime
 import { loadCheckpoint, saveCheckpoint, trainCheckpoint, trainStateOf } from '../engine/checkpoint.js';
 import { CausalLM } from '../models/causal-lm.js';
 import { MaskedLM } from '../models/masked-lm.js';
-import { bundlePath, writeBundle, type BundleManifest } from './bundle.js';
+import { bundlePath, readManifest, writeBundle, type BundleManifest } from './bundle.js';
 import { mlmInputRow, type MlmRowSpec } from './core.js';
 import { pairModels } from './create.js';
 import { headLogits, type HeadWeights } from './head.js';
@@ -59,6 +60,12 @@ export interface TrainHeadOptions {
   headDtype?: 'F32' | 'F16';
   /** Which of the head's parameters train (default 'all'); the others keep their PoE values. */
   headParams?: HeadParams;
+  /**
+   * Early stopping: the bundle holds the head of the best validation L_MARIA seen (the PoE start
+   * included) instead of the last one. With validation text of another domain than the training
+   * text, this keeps the head where it still transfers.
+   */
+  keepBest?: boolean;
 }
 
 /**
@@ -200,7 +207,14 @@ export function materializeHead(poe: HeadWeights, gainMlm: number, gainAr: numbe
 }
 
 /** Trains (or resumes training) the head and writes the bundle. */
-export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; finished: boolean; poe: Record<string, number>; validation: Array<{ step: number; loss: number; byRate: Record<string, number> }>; wallSeconds: number }> {
+/** One validation: L_MARIA averaged over the rates, and per rate. */
+export interface HeadValidation {
+  step: number;
+  loss: number;
+  byRate: Record<string, number>;
+}
+
+export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; finished: boolean; poe: Record<string, number>; validation: HeadValidation[]; best: HeadValidation | null; wallSeconds: number }> {
   mkdirSync(o.out, { recursive: true });
   const { manifest, head: poeHead, arToMlm, mlmUnkId } = pairModels(o.mlmDir, o.arDir, o.out);
   const features = await FeatureExtractor.create(bundlePath(o.out, manifest.mlm), bundlePath(o.out, manifest.ar), manifest, arToMlm, mlmUnkId, o.session);
@@ -280,40 +294,40 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
     warmup: o.warmup,
     weightDecay: o.weightDecay,
     headParams,
+    keepBest: !!o.keepBest,
     threads: o.session?.threads ?? null,
     trainTokens: o.train.length,
     validationTokens: o.validation.length,
   };
-  const history = { poe: {} as Record<string, number>, validation: [] as Array<{ step: number; loss: number; byRate: Record<string, number> }>, wallSeconds: 0 };
+  const history = { poe: {} as Record<string, number>, validation: [] as HeadValidation[], wallSeconds: 0, best: null as HeadValidation | null };
   if (o.resume && existsSync(statePath)) {
     const ckpt = loadCheckpoint(statePath);
-    const progress = ckpt.progress as { seed: number; settings?: unknown; history: typeof history };
+    const progress = ckpt.progress as { seed: number; settings?: unknown; history: Partial<typeof history> };
     if (progress.seed !== o.seed || JSON.stringify(progress.settings) !== JSON.stringify(settings)) {
       throw new Error(`${statePath}: was written by a run with other settings (${JSON.stringify({ seed: progress.seed, ...(progress.settings as object) })}); resume with the same arguments`);
     }
     trainer.loadState(trainStateOf(ckpt));
     Object.assign(history, progress.history);
-  } else {
-    const start = await validate();
-    history.poe = start.byRate;
-    o.onValidate?.({ step: 0, ...start });
   }
 
-  const save = (finished: boolean): void => {
-    const state = trainer.state();
-    saveCheckpoint(statePath, trainCheckpoint(state, trainer.paramShapes(), { seed: o.seed, settings, history }));
+  // The bundle: the last head, or with keepBest the best validated one (written when it is found).
+  const writeHead = (state: ReturnType<typeof trainer.state>, finished: boolean): void => {
     const gain = (name: string): number => 1 + GAIN_SCALE * state.params.get(name)![0];
     const head = materializeHead(poeHead, gain('gain_mlm'), gain('gain_ar'), state.params.get('delta') ?? null, state.params.get('bias') ?? poeHead.bias);
+    writeBundle(o.out, manifestOf(state.step, finished, { mlm: gain('gain_mlm'), ar: gain('gain_ar') }), head, o.headDtype ?? 'F32');
+  };
+  const manifestOf = (steps: number, finished: boolean, gains: { mlm: number; ar: number }): BundleManifest => {
     const last = history.validation[history.validation.length - 1];
-    writeBundle(o.out, {
+    return {
       ...manifest,
-      head: { ...manifest.head, init: 'trained' },
+      head: { ...manifest.head, init: steps === 0 ? 'product-of-experts' : 'trained' },
       training: {
         command: o.command,
         objective: `L_MARIA (teacher-forced, per-sequence mean over masked tokens), frozen backbones; AdamW on ${TRAINED[headParams]}, W3 parametrised as [g_M·W1/2, g_A·W2/2] + Δ`,
         headParams,
-        gains: { mlm: gain('gain_mlm'), ar: gain('gain_ar') },
-        steps: state.step,
+        gains,
+        steps,
+        ...(o.keepBest ? { selection: 'the step of the best validation L_MARIA (mean over the rates), the PoE start included', runSteps: trainer.steps } : {}),
         finished,
         batch: o.batch,
         length: o.length,
@@ -323,10 +337,31 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
         seed: o.seed,
         wallSeconds: Math.round(history.wallSeconds),
         validationAtInit: history.poe,
-        validationFinal: last?.byRate,
+        validationFinal: o.keepBest ? history.best?.byRate : last?.byRate,
       },
-    }, head, o.headDtype ?? 'F32');
+    };
   };
+  const keep = (v: HeadValidation): void => {
+    if (!o.keepBest || (history.best && v.loss >= history.best.loss)) return;
+    history.best = v;
+    writeHead(trainer.state(), false);
+  };
+  const save = (finished: boolean): void => {
+    const state = trainer.state();
+    saveCheckpoint(statePath, trainCheckpoint(state, trainer.paramShapes(), { seed: o.seed, settings, history }));
+    if (!o.keepBest) writeHead(state, finished);
+    else if (finished) {
+      // The kept head is already on disk; only the manifest learns that the run is over.
+      const kept = readManifest(o.out);
+      writeFileAtomic(join(o.out, 'maria.json'), JSON.stringify({ ...kept, training: { ...kept.training, finished: true, runSteps: state.step } }, null, 2) + '\n');
+    }
+  };
+  if (!(o.resume && existsSync(statePath))) {
+    const start = await validate();
+    history.poe = start.byRate;
+    o.onValidate?.({ step: 0, ...start });
+    keep({ step: 0, ...start });
+  }
 
   const t0 = performance.now();
   const wallBefore = history.wallSeconds;
@@ -354,6 +389,7 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
       const v = await validate();
       history.validation.push({ step, ...v });
       o.onValidate?.({ step, ...v });
+      keep({ step, ...v });
     }
     if (o.shouldStop?.() || (o.maxMinutes !== undefined && elapsed > o.maxMinutes * 60)) stopped = true;
     if (step % o.checkpointEvery === 0 || step === o.steps || stopped) save(step === o.steps);
