@@ -228,7 +228,7 @@ describe('maria create-bundle and train-head', () => {
     writeFileSync(data, mobyDickText(12000, 40000));
     const out = join(pair.root, 'cli-kept');
     // A learning rate this large wrecks the head, so no trained step can beat the start.
-    const r = maria(['train-head', '--mlm', pair.mlmDir, '--ar', pair.arDir, '--data', data, '--out', out, '--steps', '4', '--batch', '2', '--length', '16', '--lr', '50', '--warmup', '0', '--validate-every', '2', '--validation-windows', '2', '--keep-best', '--no-progress', '--threads', '1'], pair.root);
+    const r = maria(['train-head', '--mlm', pair.mlmDir, '--ar', pair.arDir, '--data', data, '--out', out, '--steps', '4', '--batch', '2', '--length', '16', '--lr', '50', '--warmup', '0', '--validate-every', '2', '--validation-windows', '2', '--keep-best', 'worst-rate', '--no-progress', '--threads', '1'], pair.root);
     expect(r.code, r.stderr).toBe(0);
     const summary = JSON.parse(r.stdout.trim()) as { steps: number; validation: { poe: { mean: number }; final: { step: number; mean: number }; kept: { step: number; mean: number } } };
     expect(summary.steps).toBe(4);
@@ -317,5 +317,6 @@ describe('user errors: one line, exit 2', () => {
     expectUsageError(maria([...a, '--data', 'corpus', '--steps', 'many']), /--steps: "many" is not an integer/);
     expectUsageError(maria([...a, '--data', 'corpus', '--validation-data', join(pair.root, 'x.txt'), '--length', '16']), /--validation-data: .*x\.txt: no such file/);
     expectUsageError(maria([...a, '--data', 'corpus', '--head-params', 'some', '--length', '16']), /--head-params must be one of all, gains-bias, gains, got "some"/);
+    expectUsageError(maria([...a, '--data', 'corpus', '--keep-best', 'median', '--length', '16']), /--keep-best takes mean or worst-rate, got "median"/);
   });
 });

@@ -4,7 +4,7 @@
 //     [--length L] [--mask-samples S] [--span-probability p] [--lr X] [--warmup N]
 //     [--weight-decay X] [--seed S] [--validate-every N] [--validation-windows N]
 //     [--checkpoint-every N] [--max-minutes X] [--resume] [--threads N] [--head-params all|gains-bias|gains]
-//     [--keep-best] [--no-progress]
+//     [--keep-best [mean|worst-rate]] [--no-progress]
 // --data and --validation-data take text files (paragraphs = documents) and named text sets:
 // `corpus` and `corpus-heldout` (the pretraining corpus' train and validation splits), `emails` and
 // `emails-heldout` (e-mail prose, a domain the backbones never saw). Without --validation-data a
@@ -15,7 +15,7 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { isTextSetName, loadTextSet, NAMED_TEXT_SETS, splitTrainValidation } from '../data/corpus.js';
-import { HEAD_PARAMS, trainHead, type HeadParams } from '../maria/train-head.js';
+import { HEAD_PARAMS, KEEP_BEST, trainHead, type HeadParams, type KeepBest } from '../maria/train-head.js';
 import { assertFolder, readModelInfo } from '../models/load.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { tokenStream, type TokenStream } from '../train/data.js';
@@ -29,7 +29,7 @@ interface TrainHeadCliOptions {
   out: string;
   headDtype?: string;
   headParams: string;
-  keepBest?: boolean;
+  keepBest?: string | boolean;
   steps: string;
   batch: string;
   length: string;
@@ -109,6 +109,7 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
   const maxMinutes = opts.maxMinutes !== undefined ? parseNumber('--max-minutes', opts.maxMinutes, { min: 0 }) : undefined;
   const threads = opts.threads !== undefined ? int('--threads', opts.threads) : undefined;
   const headParams = parseHeadParams(opts.headParams);
+  const keepBest = parseKeepBest(opts.keepBest);
 
   assertFolder(opts.mlm);
   assertFolder(opts.ar);
@@ -173,7 +174,7 @@ async function trainHeadCommand(opts: TrainHeadCliOptions): Promise<void> {
     command: `maria ${process.argv.slice(2).join(' ')}`,
     headDtype: parseHeadDtype(opts.headDtype),
     headParams,
-    keepBest: !!opts.keepBest,
+    keepBest,
     shouldStop: progress.shouldStop,
     onStep: (st) => progress.step(st),
     onValidate: (v) => {
@@ -203,6 +204,14 @@ function parseHeadDtype(value: string | undefined): 'F32' | 'F16' {
   const v = (value ?? 'F32').toUpperCase();
   if (v !== 'F32' && v !== 'F16') throw new CliError(`--head-dtype must be F32 or F16, got "${value}"`);
   return v;
+}
+
+function parseKeepBest(value: string | boolean | undefined): KeepBest | undefined {
+  if (value === undefined || value === false) return undefined;
+  if (value === true) return 'mean';
+  const found = KEEP_BEST.find((k) => k === value);
+  if (!found) throw new CliError(`--keep-best takes ${KEEP_BEST.join(' or ')}, got "${value}"`);
+  return found;
 }
 
 function parseHeadParams(value: string): HeadParams {
@@ -237,7 +246,7 @@ export function register(program: Command): void {
       .option('--resume', 'continue from the checkpoint in --out')
       .option('--threads <n>', 'ONNX Runtime threads (default: MARIA_THREADS or all cores)')
       .option('--head-params <which>', `what trains: ${HEAD_PARAMS.join(' | ')} (gains = a calibrated product of experts)`, 'all')
-      .option('--keep-best', 'keep the head of the best validation L_MARIA (the PoE start included), not the last: early stopping, e.g. on text of another domain')
+      .option('--keep-best [criterion]', `keep the best validated head (the PoE start included), not the last: early stopping, e.g. on text of another domain; criterion ${KEEP_BEST.join(' | ')} (default mean)`)
       .option('--head-dtype <t>', 'how the head is stored in the bundle: F32 or F16 (computation is F32)', 'F32')
       .option('--no-progress', 'no progress bar (log lines instead)')
       .action(action(trainHeadCommand)),

@@ -61,12 +61,17 @@ export interface TrainHeadOptions {
   /** Which of the head's parameters train (default 'all'); the others keep their PoE values. */
   headParams?: HeadParams;
   /**
-   * Early stopping: the bundle holds the head of the best validation L_MARIA seen (the PoE start
-   * included) instead of the last one. With validation text of another domain than the training
-   * text, this keeps the head where it still transfers.
+   * Early stopping: the bundle holds the head of the best validation seen (the PoE start included)
+   * instead of the last one. 'mean': the lowest L_MARIA averaged over the rates; 'worst-rate': the
+   * largest gain over the PoE start on the rate where it gains least, so a kept head beats the start
+   * at every rate. With validation text of another domain than the training text, this keeps the
+   * head where it still transfers.
    */
-  keepBest?: boolean;
+  keepBest?: KeepBest;
 }
+
+export type KeepBest = 'mean' | 'worst-rate';
+export const KEEP_BEST: readonly KeepBest[] = ['mean', 'worst-rate'];
 
 /**
  * What a head run may change, from most to least capacity: everything (the two expert gains, the
@@ -193,6 +198,11 @@ function splitHead(h: HeadWeights): { mlmHalf: Float32Array; arHalf: Float32Arra
   return { mlmHalf, arHalf };
 }
 
+const SELECTION: Record<KeepBest, string> = {
+  mean: 'the step of the lowest validation L_MARIA averaged over the rates, the PoE start included',
+  'worst-rate': "the step whose validation L_MARIA gains most over the PoE start on the rate where it gains least (the start itself if no step gains at every rate)",
+};
+
 const TRAINED: Record<HeadParams, string> = { all: 'the gains g_M and g_A, b3 and Δ', 'gains-bias': 'the gains g_M and g_A and b3 (Δ = 0)', gains: 'the gains g_M and g_A only (Δ = 0, b3 from the PoE start)' };
 
 /** W3 = [g_M·W_M, g_A·W_A] + Δ from the product-of-experts start (Δ = 0 when null). */
@@ -294,7 +304,7 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
     warmup: o.warmup,
     weightDecay: o.weightDecay,
     headParams,
-    keepBest: !!o.keepBest,
+    keepBest: o.keepBest ?? null,
     threads: o.session?.threads ?? null,
     trainTokens: o.train.length,
     validationTokens: o.validation.length,
@@ -327,7 +337,7 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
         headParams,
         gains,
         steps,
-        ...(o.keepBest ? { selection: 'the step of the best validation L_MARIA (mean over the rates), the PoE start included', runSteps: trainer.steps } : {}),
+        ...(o.keepBest ? { selection: SELECTION[o.keepBest], runSteps: trainer.steps } : {}),
         finished,
         batch: o.batch,
         length: o.length,
@@ -341,8 +351,11 @@ export async function trainHead(o: TrainHeadOptions): Promise<{ steps: number; f
       },
     };
   };
+  // Lower is better: the mean loss, or the loss change from the start on the rate that gained least.
+  const selectionScore = (v: HeadValidation): number =>
+    o.keepBest === 'worst-rate' ? Math.max(...Object.entries(v.byRate).map(([rate, loss]) => loss - history.poe[rate])) : v.loss;
   const keep = (v: HeadValidation): void => {
-    if (!o.keepBest || (history.best && v.loss >= history.best.loss)) return;
+    if (!o.keepBest || (history.best && selectionScore(v) >= selectionScore(history.best))) return;
     history.best = v;
     writeHead(trainer.state(), false);
   };
