@@ -293,7 +293,7 @@ export interface EvalOptions {
    */
   mergeCheckpoints?: string[];
   /**
-   * Run only this shard's share of the work: unit k when k mod count = index, never the throughput
+   * Run only this shard's share of the work (units assigned by a hash of their key), never the throughput
    * measurement (it needs the machine to itself). Shards run as separate processes, each with its
    * own checkpoint; a shard run never reports (its result is incomplete): a final run without shard
    * resumes with the shards' checkpoints merged, does what is left and reports.
@@ -952,7 +952,8 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
     }
 
     if (shard) {
-      const mine = units.filter((u, k) => u.key !== 'throughput' && k % shard.count === shard.index);
+      // By a hash of the key, not by position: positions cycle through the methods, whose costs differ a lot.
+      const mine = units.filter((u) => u.key !== 'throughput' && Math.floor(seededHash(0, u.key) * shard.count) === shard.index);
       units.splice(0, units.length, ...mine);
     }
     const total = units.reduce((a, u) => a + u.weight, 0);
