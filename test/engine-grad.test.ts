@@ -100,6 +100,15 @@ const cases: Case[] = [
   { name: 'logSoftmax', shapes: [[2, 5]], build: (_, [a]) => F.logSoftmax(a) },
   { name: 'layerNorm', shapes: [[2, 5], [5], [5]], build: (_, [x, w, b]) => F.layerNorm(x, w, b, 1e-5) },
   { name: 'rmsNorm', shapes: [[2, 5], [5]], build: (_, [x, w]) => nn.rmsNorm(x, w, 1e-6) },
+  {
+    // Both outputs (the normed sum and the sum itself, which the residual stream reads) get gradients.
+    name: 'addRmsNorm (fused residual + RMSNorm)',
+    shapes: [[2, 3, 5], [2, 3, 5], [5]],
+    build: (_, [x, skip, w]) => {
+      const [y, s] = F.addRmsNorm(x, skip, w, 1e-6);
+      return F.add(y, F.mul(s, s));
+    },
+  },
   { name: 'gelu (erf)', shapes: [[6]], build: (_, [x]) => nn.gelu(x) },
   { name: 'gelu (tanh)', shapes: [[6]], build: (_, [x]) => nn.geluTanh(x) },
   { name: 'silu', shapes: [[6]], build: (_, [x]) => nn.silu(x) },
@@ -110,6 +119,23 @@ const cases: Case[] = [
       const pos = g.constant(BigInt64Array.from([0n, 1n, 5n]), [1, 3], 'int64');
       const { cos, sin } = nn.rotaryTables(pos, 4, 10000);
       return nn.applyRotary(x, cos, sin);
+    },
+  },
+  {
+    // ORT's fused RotaryEmbedding on [B, T, H·d], with scaled caches as the queries use them.
+    name: 'rotary (fused, [B, T, H·d], scaled)',
+    shapes: [[2, 3, 8]],
+    build: (g, [x]) => {
+      const pos = g.constant(BigInt64Array.from([0n, 1n, 5n, 7n, 2n, 9n]), [2, 3], 'int64');
+      return nn.rotate(x, nn.scaledRotaryCache(nn.rotaryCache(pos, nn.rotaryInvFreq(4, 10000)), 0.7));
+    },
+  },
+  {
+    name: 'rotary (fused, [B, H, T, d])',
+    shapes: [[1, 2, 3, 4]],
+    build: (g, [x]) => {
+      const pos = g.constant(BigInt64Array.from([0n, 1n, 5n]), [1, 3], 'int64');
+      return nn.rotate(x, nn.rotaryCache(pos, nn.rotaryInvFreq(4, 10000)));
     },
   },
   {
@@ -130,6 +156,16 @@ const cases: Case[] = [
       const valid = g.constant(BigInt64Array.from([1n, 0n, 1n, 1n, 1n]), [1, 5], 'int64');
       const mask = nn.attentionMask({ queryPositions: qPos, keyPositions: keyPos, keyValid: valid, causal: true });
       return nn.attention(q, [kc, kn], [vc, vn], mask, 0.7);
+    },
+  },
+  { name: 'split', shapes: [[2, 5]], build: (_, [x]) => F.concat(F.split(x, [2, 3], 1).reverse(), 1) },
+  {
+    // Fused projections: the concatenated weights and biases get their gradients through the split.
+    name: 'linears (one product for several weights)',
+    shapes: [[2, 3], [4, 3], [2, 3], [2]],
+    build: (_, [x, w1, w2, b2]) => {
+      const [y1, y2] = nn.linears(x, [{ weight: w1 }, { weight: w2, bias: b2 }]);
+      return F.concat([F.mul(y1, y1), y2], 1);
     },
   },
   { name: 'splitLike', shapes: [[2, 5], [2, 2], [2, 3]], build: (_, [x, a, b]) => F.mul(F.splitLike(x, [a, b], 1)[1], b) },
@@ -172,6 +208,47 @@ describe('engine basics', () => {
     const b = g.input('b', [4, 2]);
     expect(() => F.matmul(a, b)).toThrow(/matmul: inner dimensions differ/);
     expect(() => F.add(a, g.input('c', [2]))).toThrow(/do not broadcast/);
+  });
+
+  it('fused rotary matches the rotate-half composite, on both layouts and with a scale', async () => {
+    const g = new Graph();
+    const x = g.input('x', ['B', 'T', 8]);
+    const pos = g.input('pos', ['B', 'T'], 'int64');
+    const tables = nn.rotaryTables(pos, 4, 500);
+    const scale = 0.3;
+    const ref = nn.mergeHeads(nn.applyRotary(nn.splitHeads(x, 2, 4), F.mul(tables.cos, g.scalar(scale)), F.mul(tables.sin, g.scalar(scale))));
+    const cache = nn.scaledRotaryCache(nn.rotaryCache(pos, nn.rotaryInvFreq(4, 500)), scale);
+    const flat = nn.rotate(x, cache);
+    const heads = nn.mergeHeads(nn.rotate(nn.splitHeads(x, 2, 4), cache));
+    const s = await Session.create(compile(g, { outputs: { ref, flat, heads } }), { threads: 1 });
+    const rand = mulberry32(7);
+    const xs = Float32Array.from({ length: 2 * 3 * 8 }, () => rand() * 2 - 1);
+    const out = await s.run({ x: floatTensor(xs, [2, 3, 8]), pos: int64Tensor([0, 1, 2, 40, 41, 300], [2, 3]) });
+    const want = Array.from(out.ref.data as Float32Array);
+    for (const name of ['flat', 'heads']) {
+      const got = out[name].data as Float32Array;
+      want.forEach((v, i) => expect(got[i]).toBeCloseTo(v, 6));
+    }
+    await s.release();
+  });
+
+  it('fused addRmsNorm matches add + rmsNorm', async () => {
+    const g = new Graph();
+    const x = g.input('x', ['B', 'T', 6]);
+    const skip = g.input('skip', ['B', 'T', 6]);
+    const w = g.constant(Float32Array.from([0.5, 1, 1.5, -1, 2, 0.25]), [6]);
+    const [y, s] = F.addRmsNorm(x, skip, w, 1e-5);
+    const sum = F.add(x, skip);
+    const ref = nn.rmsNorm(sum, w, 1e-5);
+    const session = await Session.create(compile(g, { outputs: { y, s, ref, sum } }), { threads: 1 });
+    const rand = mulberry32(3);
+    const data = () => Float32Array.from({ length: 2 * 3 * 6 }, () => rand() * 4 - 2);
+    const out = await session.run({ x: floatTensor(data(), [2, 3, 6]), skip: floatTensor(data(), [2, 3, 6]) });
+    for (const [got, want] of [['y', 'ref'], ['s', 'sum']]) {
+      const a = out[got].data as Float32Array;
+      (out[want].data as Float32Array).forEach((v, i) => expect(a[i]).toBeCloseTo(v, 5));
+    }
+    await session.release();
   });
 
   it('uses int64 inputs for ids', async () => {

@@ -50,7 +50,7 @@ describe('causal LM parity with HF transformers', () => {
         expect(maxDiff(inc, exp.logits.data)).toBeLessThan(TOL);
         if (exp.incremental) expect(maxDiff(inc, exp.incremental.logits.data)).toBeLessThan(TOL);
 
-        // A cache that starts with 2 slots must grow (2 → 3 → 5 → 8 → …) without changing anything.
+        // A cache that starts with 2 slots must grow (2 → 7 → 14 → …) without changing anything.
         const small = lm.newCache(1, 2);
         const grown: Float32Array[] = [];
         for (const id of c.input_ids) grown.push((await lm.step(small, [[id]])).logits);
@@ -84,7 +84,7 @@ describe('KV cache bookkeeping', () => {
   it.skipIf(!existsSync(dir + '/config.json'))('rows of different lengths in one batch, through a growing cache, equal each row run alone', async () => {
     const lm = await CausalLM.load(dir, { threads: 1 });
     const V = lm.config.vocabSize;
-    const a = [3, 17, 5, 9, 11, 2, 7];
+    const a = [3, 17, 5, 9, 11, 2, 7, 13];
     const b = [8, 4, 6];
     // Per step, the tokens each row adds (the shorter row is padded; a row may add nothing).
     const steps = [
@@ -92,8 +92,9 @@ describe('KV cache bookkeeping', () => {
       [a.slice(4, 5), b.slice(1, 3)],
       [a.slice(5, 6), []],
       [a.slice(6, 7), []],
+      [a.slice(7, 8), []],
     ];
-    const cache = lm.newCache(2, 1); // grows 1 → 5 (4 needed) → 11 (6 needed), copying the used slots
+    const cache = lm.newCache(2, 1); // grows 1 → 8 (4 needed + 2√4) → 15 (9 needed + 6), copying the used slots
     const seen: number[][] = [[], []];
     for (const rows of steps) {
       const out = await lm.step(cache, rows);
@@ -106,8 +107,8 @@ describe('KV cache bookkeeping', () => {
         }
       }
     }
-    expect(cache.used).toBe(4 + 2 + 1 + 1);
-    expect(cache.capacity).toBe(11);
+    expect(cache.used).toBe(4 + 2 + 1 + 1 + 1);
+    expect(cache.capacity).toBe(15);
     expect(cache.next).toEqual([a.length, b.length]);
     await lm.release();
   });

@@ -7,8 +7,9 @@
 //   - MARIA infill tokens/s at 50% masked vs the MDLM-style sampler at T = |M| and T = 16.
 // Models: the bundled defaults, and random-weight models of base size (a ~100M Llama, a
 // ModernBERT-base-shaped encoder). Before timing, each pair is checked to do the same work (the
-// same greedy tokens; logits within a tolerance). Runs of the two sides alternate rep by rep, so
-// load from other processes on this shared machine hits both alike; figures are medians.
+// same greedy tokens; logits within a tolerance). Runs of the two sides alternate rep by rep (AR
+// decodes token by token), so load from other processes on this shared machine hits both alike;
+// figures are medians.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -141,29 +142,44 @@ async function arSection(label: string, dir: string, work: string, threads: numb
     const seq = ctx.getSequence();
     const prompt = promptOf(context, context);
 
-    // Same work: the greedy continuation of the prompt, decodeTokens long, on both sides.
-    const mariaDecode = async (): Promise<{ ms: number; tokens: number[] }> => {
+    // Same work: the greedy continuation of the prompt, decodeTokens long, on both sides. A
+    // decoder evaluates the prompt (all but its last token) untimed; each step() then runs one
+    // decode step and returns the greedy token.
+    interface Decoder {
+      step(): Promise<number>;
+      done(): Promise<void>;
+    }
+    const mariaDecoder = async (): Promise<Decoder> => {
       const cache = maria.newCache(1);
       await maria.step(cache, [prompt.slice(0, -1)], {}, { logits: 'last' });
-      const tokens: number[] = [];
       let next = prompt[prompt.length - 1];
-      const t0 = performance.now();
-      for (let i = 0; i < decodeTokens; i++) {
-        next = argmax((await maria.step(cache, [[next]])).logits);
-        tokens.push(next);
-      }
-      return { ms: performance.now() - t0, tokens };
+      return { step: async () => (next = argmax((await maria.step(cache, [[next]])).logits)), done: async () => {} };
     };
-    const llamaDecode = async (): Promise<{ ms: number; tokens: number[] }> => {
+    const llamaDecoder = async (): Promise<Decoder> => {
       await seq.clearHistory();
       await seq.evaluateWithoutGeneratingNewTokens(asTokens(prompt.slice(0, -1)));
-      const tokens: number[] = [];
-      const t0 = performance.now();
-      for await (const t of seq.evaluate(asTokens([prompt[prompt.length - 1]]))) {
-        tokens.push(t as unknown as number);
-        if (tokens.length >= decodeTokens) break;
+      const it = seq.evaluate(asTokens([prompt[prompt.length - 1]]))[Symbol.asyncIterator]();
+      return {
+        step: async () => (await it.next()).value as unknown as number,
+        done: async () => void (await it.return?.()),
+      };
+    };
+    // The two decodes advance in turns, one token each (who goes first alternating), and each
+    // side's figure is its median time per token: load from other processes on this shared
+    // machine then hits both sides alike at the scale of one step, not of a whole decode.
+    const decodeInTurns = async (round: number): Promise<Array<{ ms: number[]; tokens: number[] }>> => {
+      const sides = [await mariaDecoder(), await llamaDecoder()];
+      const out = sides.map(() => ({ ms: [] as number[], tokens: [] as number[] }));
+      for (let i = 0; i < decodeTokens; i++) {
+        for (let k = 0; k < sides.length; k++) {
+          const s = (i + round + k) % sides.length;
+          const t0 = performance.now();
+          out[s].tokens.push(await sides[s].step());
+          out[s].ms.push(performance.now() - t0);
+        }
       }
-      return { ms: performance.now() - t0, tokens };
+      for (const d of sides) await d.done();
+      return out;
     };
     const mariaPrefill = async (): Promise<number> => {
       const cache = maria.newCache(1);
@@ -178,8 +194,7 @@ async function arSection(label: string, dir: string, work: string, threads: numb
       return performance.now() - t0;
     };
 
-    const a = await mariaDecode();
-    const b = await llamaDecode();
+    const [a, b] = await decodeInTurns(0);
     let same = 0;
     while (same < decodeTokens && a.tokens[same] === b.tokens[same]) same++;
     const check = `${same}/${decodeTokens} greedy tokens equal`;
@@ -189,11 +204,12 @@ async function arSection(label: string, dir: string, work: string, threads: numb
     for (let r = 0; r < reps; r++) {
       times.mp.push(await mariaPrefill());
       times.lp.push(await llamaPrefill());
-      times.md.push((await mariaDecode()).ms);
-      times.ld.push((await llamaDecode()).ms);
+      const [m, l] = await decodeInTurns(r + 1);
+      times.md.push(...m.ms);
+      times.ld.push(...l.ms);
     }
     rows.push({ what: 'AR prefill', model: label, context, maria: context / (median(times.mp) / 1000), peer: context / (median(times.lp) / 1000), peerName, unit: 'tok/s', check });
-    rows.push({ what: 'AR decode', model: label, context, maria: decodeTokens / (median(times.md) / 1000), peer: decodeTokens / (median(times.ld) / 1000), peerName, unit: 'tok/s', check });
+    rows.push({ what: 'AR decode', model: label, context, maria: 1000 / median(times.md), peer: 1000 / median(times.ld), peerName, unit: 'tok/s', check });
     console.log(`  ${label} vs ${peerName}, context ${context}: ${check}`);
     await ctx.dispose();
   }
@@ -246,40 +262,49 @@ async function mlmSection(label: string, dir: string, work: string, threads: num
 
 export async function benchPeers(args: string[]): Promise<void> {
   if (args.includes('--help')) {
-    console.log('usage: npm run bench -- peers [--threads=1] [--reps=5] [--decode=32] [--small-only] [--f16]\n  --small-only  only the default models (skip the ~100M random-weight ones)\n  --f16         also llama.cpp on F16 weights (maria computes in F32)');
+    console.log(
+      'usage: npm run bench -- peers [--threads=1] [--reps=5] [--decode=32] [--small-only] [--ar-only] [--f16]\n  --small-only  only the default models (skip the ~100M random-weight ones)\n  --ar-only     only the causal LMs against llama.cpp (skip MLM encode and infill)\n  --f16         also llama.cpp on F16 weights (maria computes in F32)',
+    );
     return;
   }
   const threads = Number(arg(args, 'threads', '1'));
   const reps = Number(arg(args, 'reps', '5'));
   const decodeTokens = Number(arg(args, 'decode', '32'));
   const smallOnly = args.includes('--small-only');
+  const arOnly = args.includes('--ar-only');
   const ggufTypes: Array<'F32' | 'F16'> = args.includes('--f16') ? ['F32', 'F16'] : ['F32'];
   const work = mkdtempSync(join(tmpdir(), 'maria-peers-'));
   const rows: Row[] = [];
   const models: Record<string, number> = {};
   try {
-    console.log(`peers bench: ${threads} thread(s), batch 1, medians of ${reps} alternating runs, decode ${decodeTokens} tokens`);
+    console.log(`peers bench: ${threads} thread(s), batch 1, medians of ${reps} alternating runs (decode: per token, in turns), decode ${decodeTokens} tokens`);
     const defaultAr = longContextCopy(repoPath('models/default/ar'), join(work, 'default-ar'), 2048);
     models['default AR'] = paramCount(defaultAr);
-    models['default MLM'] = paramCount(repoPath('models/default/mlm'));
     console.log('AR vs llama.cpp:');
     for (const t of ggufTypes) await arSection('default AR', defaultAr, work, threads, reps, decodeTokens, rows, t);
-    console.log('MLM vs transformers.js:');
-    await mlmSection('default MLM', repoPath('models/default/mlm'), work, threads, reps, rows);
+    if (!arOnly) {
+      models['default MLM'] = paramCount(repoPath('models/default/mlm'));
+      console.log('MLM vs transformers.js:');
+      await mlmSection('default MLM', repoPath('models/default/mlm'), work, threads, reps, rows);
+    }
     if (!smallOnly) {
       const llama100m = randomFolder(join(work, 'llama-100m'), LLAMA_100M, 3);
       models['Llama 100M (random)'] = paramCount(llama100m);
       for (const t of ggufTypes) await arSection('Llama 100M (random)', llama100m, work, threads, reps, decodeTokens, rows, t);
       rmSync(llama100m, { recursive: true, force: true });
+    }
+    if (!smallOnly && !arOnly) {
       const bertBase = randomFolder(join(work, 'modernbert-base'), MODERNBERT_BASE, 4);
       models['ModernBERT-base shape (random)'] = paramCount(bertBase);
       await mlmSection('ModernBERT-base shape (random)', bertBase, work, threads, reps, rows);
     }
-    console.log('MARIA infill vs MDLM (default bundle, 256 tokens, 50% masked):');
-    const infill = await measureInfill({ bundle: repoPath('models/default'), length: 256, rate: 0.5, reps, threads, batches: [1], methods: ['maria', 'mdlm-all', 'mdlm-16'] });
-    const mariaRow = infill.rows.find((r) => r.method === 'maria')!;
-    for (const r of infill.rows.filter((x) => x.method !== 'maria')) {
-      rows.push({ what: 'infill', model: 'default bundle', context: 256, maria: mariaRow.tokensPerSecond, peer: r.tokensPerSecond, peerName: r.method, unit: 'infilled tok/s', check: `${infill.masked} masked, same masks` });
+    if (!arOnly) {
+      console.log('MARIA infill vs MDLM (default bundle, 256 tokens, 50% masked):');
+      const infill = await measureInfill({ bundle: repoPath('models/default'), length: 256, rate: 0.5, reps, threads, batches: [1], methods: ['maria', 'mdlm-all', 'mdlm-16'] });
+      const mariaRow = infill.rows.find((r) => r.method === 'maria')!;
+      for (const r of infill.rows.filter((x) => x.method !== 'maria')) {
+        rows.push({ what: 'infill', model: 'default bundle', context: 256, maria: mariaRow.tokensPerSecond, peer: r.tokensPerSecond, peerName: r.method, unit: 'infilled tok/s', check: `${infill.masked} masked, same masks` });
+      }
     }
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -9,6 +9,26 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   return bias ? F.add(y, bias) : y;
 }
 
+/**
+ * Several linear maps of the same input as one product, [..., Σ out_i]: the weights ([out_i, in],
+ * HF layout) are concatenated in the graph — ORT folds that into one initializer at load — so a
+ * decode step streams one matrix in one kernel call instead of several; a training graph
+ * concatenates its parameters each step and gets their gradients back through the concat.
+ */
+export function fusedLinear(x: Tensor, parts: Array<{ weight: Tensor; bias?: Tensor | null }>): Tensor {
+  if (parts.length === 1) return linear(x, parts[0].weight, parts[0].bias);
+  const g = x.graph;
+  const sizes = parts.map((p) => p.weight.dim(0) as number);
+  const bias = parts.some((p) => p.bias) ? F.concat(parts.map((p, i) => p.bias ?? g.constant(new Float32Array(sizes[i]), [sizes[i]])), 0) : null;
+  return linear(x, F.concat(parts.map((p) => p.weight), 0), bias);
+}
+
+/** fusedLinear split back into the maps' outputs. */
+export function linears(x: Tensor, parts: Array<{ weight: Tensor; bias?: Tensor | null }>): Tensor[] {
+  if (parts.length === 1) return [fusedLinear(x, parts)];
+  return F.split(fusedLinear(x, parts), parts.map((p) => p.weight.dim(0) as number), -1);
+}
+
 /** RMS normalisation over the last axis, written in the exact pattern ORT fuses. */
 export function rmsNorm(x: Tensor, weight: Tensor | null, eps: number): Tensor {
   const g = x.graph;
@@ -63,27 +83,22 @@ export function activation(name: string): (x: Tensor) => Tensor {
   }
 }
 
-/**
- * cos/sin tables for rotary embeddings at the given positions ([B, T] int64), shaped
- * [B, 1, T, dim] to broadcast over heads. Frequencies follow HF: θ^(-2i/dim), halves duplicated.
- */
-export function rotaryTables(positions: Tensor, dim: number, theta: number): { cos: Tensor; sin: Tensor } {
-  const g = positions.graph;
-  const half = dim / 2;
-  // HF computes inv_freq in float32 from an int64 arange; Math.fround mirrors that rounding.
-  const invFreq = Float32Array.from({ length: half }, (_, i) => 1 / Math.fround(theta ** Math.fround((2 * i) / dim)));
-  const freqs = F.mul(F.reshape(F.cast(positions, 'float32'), [positions.dim(0), 1, positions.dim(1), 1]), g.constant(invFreq, [half]));
-  const emb = F.concat([freqs, freqs], -1);
-  return { cos: F.cos(emb), sin: F.sin(emb) };
+/** HF's rotary inverse frequencies θ^(-2i/dim), i < dim/2, rounded as HF computes them in float32. */
+export function rotaryInvFreq(dim: number, theta: number): Float32Array {
+  return Float32Array.from({ length: dim / 2 }, (_, i) => 1 / Math.fround(theta ** Math.fround((2 * i) / dim)));
 }
 
 /**
- * cos/sin tables multiplied by `scale`: rotating the queries with them also applies attention's
- * 1/√d, once per step for all layers instead of once per layer on the scores.
+ * cos/sin tables for rotary embeddings at the given positions ([B, T] int64), shaped
+ * [B, 1, T, dim] to broadcast over heads. Frequencies follow HF: θ^(-2i/dim), halves duplicated.
+ * For applyRotary, whose plain ONNX ops every runtime loads (the exported MLM graphs use it).
  */
-export function scaledRotaryTables(t: { cos: Tensor; sin: Tensor }, scale: number): { cos: Tensor; sin: Tensor } {
-  const s = t.cos.graph.scalar(scale);
-  return { cos: F.mul(t.cos, s), sin: F.mul(t.sin, s) };
+export function rotaryTables(positions: Tensor, dim: number, theta: number): { cos: Tensor; sin: Tensor } {
+  const g = positions.graph;
+  const invFreq = rotaryInvFreq(dim, theta);
+  const freqs = F.mul(F.reshape(F.cast(positions, 'float32'), [positions.dim(0), 1, positions.dim(1), 1]), g.constant(invFreq, [dim / 2]));
+  const emb = F.concat([freqs, freqs], -1);
+  return { cos: F.cos(emb), sin: F.sin(emb) };
 }
 
 /** Applies rotary embeddings (rotate-half convention) to x [B, H, T, dim]. */
@@ -93,6 +108,41 @@ export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   const x2 = F.slice(x, -1, d / 2, d);
   const rotated = F.concat([F.neg(x2), x1], -1);
   return F.add(F.mul(x, cos), F.mul(rotated, sin));
+}
+
+/**
+ * The rotation angles of a graph's tokens for F.rotary: cos/sin [B·T, d/2] of each token's
+ * position times the inverse frequencies, and `rows` [B, T] pointing token (b, t) at row b·T + t.
+ * Computed per call from the positions rather than tabulated up to the model's context, which
+ * for a 128k-context model would take 32 MB per table.
+ */
+export interface RotaryCache {
+  cos: Tensor;
+  sin: Tensor;
+  rows: Tensor;
+}
+
+export function rotaryCache(positions: Tensor, invFreq: Float32Array): RotaryCache {
+  const g = positions.graph;
+  const flat = F.reshape(F.cast(positions, 'float32'), [-1, 1]);
+  const angles = F.mul(flat, g.constant(invFreq, [invFreq.length]));
+  const rows = F.reshape(F.arange(g, flat.dim(0)), [positions.dim(0), positions.dim(1)]);
+  return { cos: F.cos(angles), sin: F.sin(angles), rows };
+}
+
+/**
+ * The cache multiplied by `scale`: rotating the queries with it also applies attention's 1/√d,
+ * once per call for all layers, and q·Kᵀ stays a plain product (a scaled one becomes ORT's
+ * FusedMatMul, which lacks the matrix-vector kernel a decode step needs).
+ */
+export function scaledRotaryCache(c: RotaryCache, scale: number): RotaryCache {
+  const s = c.cos.graph.scalar(scale);
+  return { cos: F.mul(c.cos, s), sin: F.mul(c.sin, s), rows: c.rows };
+}
+
+/** Rotary embedding of x [B, T, H·d] (before splitHeads) or [B, H, T, d] with a RotaryCache. */
+export function rotate(x: Tensor, c: RotaryCache): Tensor {
+  return F.rotary(x, c.rows, c.cos, c.sin);
 }
 
 export interface MaskSpec {
@@ -181,6 +231,16 @@ export function attention(q: Tensor, k: KeyBlock | KeyBlock[], v: Tensor | Tenso
 /** [B, T, H·d] → [B, H, T, d]. */
 export function splitHeads(x: Tensor, heads: number, headDim: number): Tensor {
   return F.transpose(F.reshape(x, [x.dim(0), x.dim(1), heads, headDim]), [0, 2, 1, 3]);
+}
+
+/**
+ * [B, T, (H₁ + H₂ + …)·d] → [B, Hᵢ, T, d] for each group: the heads of a fused q/k/v projection
+ * with one Reshape, one Transpose and one Split, instead of a split and then a Reshape and a
+ * Transpose per group.
+ */
+export function splitHeadGroups(x: Tensor, groups: number[], headDim: number): Tensor[] {
+  const all = splitHeads(x, groups.reduce((a, b) => a + b, 0), headDim);
+  return groups.length === 1 ? [all] : F.split(all, groups, 1);
 }
 
 /** [B, H, T, d] → [B, T, H·d]. */

@@ -444,6 +444,22 @@ const SPLIT_LIKE: OpDef<{ axis: number }> = {
 /** Splits x along `axis` into pieces sized (at run time) like `refs` along that axis. */
 export const splitLike = (x: Tensor, refs: Tensor[], axis: number): Tensor[] =>
   x.graph.apply(SPLIT_LIKE, [x, ...refs], { axis: normAxis(axis, x.rank, 'splitLike') });
+const SPLIT: OpDef<{ axis: number; sizes: number[] }> = {
+  name: 'split',
+  infer: ([x], { axis, sizes }) => {
+    const d = x.shape[axis];
+    if (typeof d === 'number' && d !== sizes.reduce((a, b) => a + b, 0)) throw new Error(`split: sizes [${sizes}] do not add up to axis ${axis} of ${x}`);
+    return sizes.map((n) => ({ shape: x.shape.map((s, i) => (i === axis ? n : s)), dtype: x.dtype }));
+  },
+  emit: (e, [x], outs, { axis, sizes }) => e.node('Split', [x, e.int64(sizes)], outs, { axis }),
+  vjp: (grads, n) => {
+    if (grads.every((g) => g === null)) return [null];
+    return [concat(n.outputs.map((o, i) => grads[i] ?? expandLike(o.graph.scalar(0), o)), n.attrs.axis)];
+  },
+};
+/** Splits x along `axis` into pieces of the given fixed sizes. */
+export const split = (x: Tensor, sizes: number[], axis: number): Tensor[] =>
+  x.graph.apply(SPLIT, [x], { axis: normAxis(axis, x.rank, 'split'), sizes });
 export const concat = (xs: Tensor[], axis: number): Tensor => {
   if (xs.length === 1) return xs[0];
   return xs[0].graph.apply(CONCAT, xs, { axis: normAxis(axis, xs[0].rank, 'concat') })[0];
@@ -728,6 +744,84 @@ const LAYER_NORM: OpDef<{ eps: number }> = {
 /** Layer normalisation over the last axis with weight and bias (pass ones/zeros for none). */
 export const layerNorm = (x: Tensor, weight: Tensor, bias: Tensor, eps: number): Tensor =>
   x.graph.apply(LAYER_NORM, [x, weight, bias], { eps })[0];
+
+const ADD_RMS_NORM: OpDef<{ eps: number }> = {
+  name: 'addRmsNorm',
+  infer: ([x, skip, w]) => {
+    sameFloat('addRmsNorm', x, skip, w);
+    const d = x.dim(-1);
+    if (x.rank !== 3 || skip.rank !== 3 || x.shape.some((s, i) => s !== skip.shape[i]) || w.rank !== 1 || w.shape[0] !== d) {
+      throw new Error(`addRmsNorm: x ${x} and skip ${skip} must be one [B, T, D] shape and weight ${w} [D]`);
+    }
+    return [
+      { shape: x.shape, dtype: x.dtype },
+      { shape: x.shape, dtype: x.dtype },
+    ];
+  },
+  // ORT's SkipSimplifiedLayerNormalization: the residual add and the norm after it in one node
+  // that also returns the sum. ORT fuses that pattern itself only when nothing else reads the
+  // sum, and in a pre-norm block the residual stream always reads it.
+  emit: (e, [x, skip, w], [y, s], { eps }) => e.node('SkipSimplifiedLayerNormalization', [x, skip, w], [y, '', '', s], { epsilon: { float: eps } }, 'com.microsoft'),
+  vjp: ([gy, gs], n) => {
+    const w = n.inputs[2];
+    if (!gy && !gs) return [null, null, null];
+    let gsum = gs;
+    let gw: Tensor | null = null;
+    if (gy) {
+      const s = n.outputs[1];
+      const rstd = reciprocal(sqrt(add(mean(mul(s, s), [-1], true), s.graph.scalar(n.attrs.eps))));
+      const xhat = mul(s, rstd);
+      const gxhat = mul(gy, w);
+      const g = mul(rstd, sub(gxhat, mul(xhat, mean(mul(gxhat, xhat), [-1], true))));
+      gsum = gsum ? add(gsum, g) : g;
+      gw = sumTo(mul(gy, xhat), w);
+    }
+    return [gsum, gsum, gw];
+  },
+};
+/**
+ * The residual step of a pre-norm block: s = x + skip and rmsNorm(s)·weight over the last axis,
+ * in one kernel. Returns [normed, s].
+ */
+export const addRmsNorm = (x: Tensor, skip: Tensor, weight: Tensor, eps: number): [Tensor, Tensor] => {
+  const [y, s] = x.graph.apply(ADD_RMS_NORM, [x, skip, weight], { eps });
+  return [y, s];
+};
+
+const ROTARY: OpDef<NoAttrs> = {
+  name: 'rotary',
+  infer: ([x, rows, cos, sin]) => {
+    sameFloat('rotary', x, cos, sin);
+    if (rows.dtype !== 'int64' || rows.rank !== 2) throw new Error(`rotary: rows must be [B, T] int64, got ${rows}`);
+    if (cos.rank !== 2 || sin.rank !== 2 || cos.shape.some((d, i) => d !== sin.shape[i])) throw new Error(`rotary: cos ${cos} and sin ${sin} must be one [N, d/2] shape`);
+    const half = cos.dim(1);
+    const width = x.rank === 4 ? x.dim(3) : x.rank === 3 ? x.dim(2) : null;
+    if (typeof half !== 'number' || typeof width !== 'number' || width % (2 * half) !== 0 || (x.rank === 4 && width !== 2 * half)) {
+      throw new Error(`rotary: x must be [B, T, H·d] or [B, H, T, d] with d = 2·${half}, got ${x}`);
+    }
+    return [{ shape: x.shape, dtype: x.dtype }];
+  },
+  // ORT's fused kernel, one node instead of the eight of the rotate-half pattern (two Slices, Neg,
+  // Concat, two Muls, Add and a Transpose that ORT's layout pass adds), which are 84 of a 6-layer
+  // decode step's 306 nodes. It only takes fixed 2-d caches, so a scale goes into the caches.
+  emit: (e, [x, rows, cos, sin], [y], _attrs, n) => {
+    const [xt, , cosT] = n.inputs;
+    const heads = xt.rank === 3 ? (xt.dim(2) as number) / (2 * (cosT.dim(1) as number)) : 0;
+    e.node('RotaryEmbedding', [x, rows, cos, sin], [y], { interleaved: 0, num_heads: heads }, 'com.microsoft');
+  },
+  // A rotation's transpose is the rotation by the opposite angle: the same op with -sin. The
+  // caches get no gradient (they come from positions).
+  vjp: ([g], n) => {
+    const [, rows, cos, sin] = n.inputs;
+    return [g ? rotary(g, rows, cos, neg(sin)) : null, null, null, null];
+  },
+};
+/**
+ * Rotary embedding, rotate-half convention: x [B, T, H·d] or [B, H, T, d]; token (b, t) is
+ * rotated by the angles in row rows[b, t] of cos/sin [N, d/2] (y₁ = x₁·cos − x₂·sin,
+ * y₂ = x₂·cos + x₁·sin over the halves x₁, x₂ of each head).
+ */
+export const rotary = (x: Tensor, rows: Tensor, cos: Tensor, sin: Tensor): Tensor => x.graph.apply(ROTARY, [x, rows, cos, sin], {})[0];
 
 // ---------------------------------------------------------------------------------------------
 // Index generation (no gradients)

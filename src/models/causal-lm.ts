@@ -45,13 +45,18 @@ export interface StepExtension {
 }
 
 export class CausalLM {
+  /** Whether the graph computes the LM's logits (and so takes logits_index): fixed at compile time. */
+  private readonly hasLogits: boolean;
+
   private constructor(
     readonly family: CausalFamily,
     readonly config: BaseConfig,
     readonly params: ParamMap,
     private readonly session: Session,
     readonly dir: string,
-  ) {}
+  ) {
+    this.hasLogits = session.inputNames.includes('logits_index');
+  }
 
   /** Loads a Hugging Face causal-LM folder (config.json + safetensors). */
   static async load(dir: string, options: SessionOptions = {}, extension?: StepExtension): Promise<CausalLM> {
@@ -140,7 +145,7 @@ export class CausalLM {
       key_valid: int64Tensor(f.keyValid, [B, C + T]),
       key_positions: int64Tensor(f.keyPositions, [B, C + T]),
     };
-    if (this.session.inputNames.includes('logits_index')) {
+    if (this.hasLogits) {
       const index = new BigInt64Array(B * logitRows);
       for (let b = 0; b < B; b++) {
         if (last) index[b] = BigInt(b * T + Math.max(rows[b].length, 1) - 1);

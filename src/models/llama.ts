@@ -76,7 +76,7 @@ function parseRopeScaling(c: HfConfig): RopeScaling | null {
 
 /** HF's float32 inverse frequencies θ^(-2i/dim), rescaled as `scaling` says. */
 export function ropeInvFreq(dim: number, theta: number, scaling: RopeScaling | null): Float32Array {
-  const base = Float32Array.from({ length: dim / 2 }, (_, i) => 1 / Math.fround(theta ** Math.fround((2 * i) / dim)));
+  const base = nn.rotaryInvFreq(dim, theta);
   if (!scaling) return base;
   if (scaling.type === 'linear') return base.map((f) => f / scaling.factor);
   const { factor, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositions: ctx } = scaling;
@@ -87,14 +87,6 @@ export function ropeInvFreq(dim: number, theta: number, scaling: RopeScaling | n
     const smooth = (ctx / wavelen - lo) / (hi - lo);
     return ((1 - smooth) * f) / factor + smooth * f;
   });
-}
-
-/** nn.rotaryTables with given inverse frequencies: cos/sin [B, 1, T, 2·freqs]. */
-function rotaryTablesFrom(positions: Tensor, invFreq: Float32Array): { cos: Tensor; sin: Tensor } {
-  const half = invFreq.length;
-  const freqs = F.mul(F.reshape(F.cast(positions, 'float32'), [positions.dim(0), 1, positions.dim(1), 1]), positions.graph.constant(invFreq, [half]));
-  const emb = F.concat([freqs, freqs], -1);
-  return { cos: F.cos(emb), sin: F.sin(emb) };
 }
 
 function parseConfig(c: HfConfig): LlamaConfig {
@@ -197,18 +189,30 @@ function forward(g: Graph, p: ParamSource, c: LlamaConfig, inputs: Parameters<Ca
     nn.linear(x, p.get(`${name}.weight`, [out, inp]), bias ? p.get(`${name}.bias`, [out]) : null);
   const clip = (x: Tensor): Tensor => (c.clipQkv === null ? x : F.clip(x, -c.clipQkv, c.clipQkv));
 
+  // The residual step h + delta and the norm `name` of the sum, which the next sub-block reads:
+  // an RMSNorm runs fused with the add (one kernel returns both). Returns [sum, normed].
+  const addNorm = (h: Tensor, delta: Tensor, name: string): [Tensor, Tensor] => {
+    if (c.variant === 'olmo') {
+      const sum = F.add(h, delta);
+      return [sum, norm(sum, name)];
+    }
+    const [normed, sum] = F.addRmsNorm(h, delta, p.get(name, [c.hiddenSize]), c.normEps);
+    return [sum, normed];
+  };
+
   const embed = p.get('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
   let h = F.gather(embed, inputs.ids);
-  const { cos, sin } = c.ropeScaling
-    ? rotaryTablesFrom(inputs.positions, ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling))
-    : nn.rotaryTables(inputs.positions, c.headDim, c.ropeTheta);
-  const scaled = nn.scaledRotaryTables({ cos, sin }, 1 / Math.sqrt(c.headDim));
+  const rope = nn.rotaryCache(inputs.positions, ropeInvFreq(c.headDim, c.ropeTheta, c.ropeScaling));
+  const ropeQ = nn.scaledRotaryCache(rope, 1 / Math.sqrt(c.headDim));
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
   const present: Array<{ k: Tensor; v: Tensor }> = [];
+  // The input of the next sub-block (OLMo-2 normalises outputs, not inputs).
+  let x = c.numLayers === 0 ? norm(h, 'model.norm.weight') : c.variant === 'olmo2' ? h : norm(h, 'model.layers.0.input_layernorm.weight');
 
   for (let i = 0; i < c.numLayers; i++) {
     const pre = `model.layers.${i}`;
+    const last = i === c.numLayers - 1;
     const mask = nn.attentionMask({
       queryPositions: inputs.positions,
       keyPositions: inputs.keyPositions,
@@ -218,32 +222,42 @@ function forward(g: Graph, p: ParamSource, c: LlamaConfig, inputs: Parameters<Ca
       window: c.windows[i] === null ? null : { left: c.windows[i]! - 1, right: 0 },
     });
 
-    const x = c.variant === 'olmo2' ? h : norm(h, `${pre}.input_layernorm.weight`);
-    let qs = clip(lin(x, `${pre}.self_attn.q_proj`, q, c.hiddenSize, c.qkvBias));
-    let ks = clip(lin(x, `${pre}.self_attn.k_proj`, kv, c.hiddenSize, c.qkvBias));
-    const vs = clip(lin(x, `${pre}.self_attn.v_proj`, kv, c.hiddenSize, c.qkvBias));
+    // q, k and v from one product; their heads split apart in one go (OLMo-2 first normalises
+    // q and k over whole projections).
+    const proj = (name: string, out: number) => ({ weight: p.get(`${pre}.${name}.weight`, [out, c.hiddenSize]), bias: c.qkvBias ? p.get(`${pre}.${name}.bias`, [out]) : null });
+    const qkv = [proj('self_attn.q_proj', q), proj('self_attn.k_proj', kv), proj('self_attn.v_proj', kv)];
+    let heads: Tensor[];
     if (c.variant === 'olmo2') {
-      qs = norm(qs, `${pre}.self_attn.q_norm.weight`, q);
-      ks = norm(ks, `${pre}.self_attn.k_norm.weight`, kv);
-    }
-    const qh = nn.applyRotary(nn.splitHeads(qs, c.numHeads, c.headDim), scaled.cos, scaled.sin);
-    const kNew = nn.applyRotary(nn.splitHeads(ks, c.numKvHeads, c.headDim), cos, sin);
-    const vNew = nn.splitHeads(vs, c.numKvHeads, c.headDim);
+      const [qs, ks, vs] = nn.linears(x, qkv);
+      heads = [
+        nn.splitHeads(norm(qs, `${pre}.self_attn.q_norm.weight`, q), c.numHeads, c.headDim),
+        nn.splitHeads(norm(ks, `${pre}.self_attn.k_norm.weight`, kv), c.numKvHeads, c.headDim),
+        nn.splitHeads(vs, c.numKvHeads, c.headDim),
+      ];
+    } else heads = nn.splitHeadGroups(clip(nn.fusedLinear(x, qkv)), [c.numHeads, c.numKvHeads, c.numKvHeads], c.headDim);
+    const qh = nn.rotate(heads[0], ropeQ);
+    // The new keys in the cache's transposed layout [B, Hkv, d, T]; the scores use them so too.
+    const kNew = { transposed: F.transposeLast(nn.rotate(heads[1], rope)) };
+    const vNew = heads[2];
     // The cache and the new tokens are attended to as two blocks (never concatenated); only the
     // new keys and values are returned, the runner writes them into its cache.
     const k = inputs.past.length ? [{ transposed: inputs.past[i].k }, kNew] : kNew;
     const v = inputs.past.length ? [inputs.past[i].v, vNew] : vNew;
-    present.push({ k: F.transposeLast(kNew), v: vNew });
+    present.push({ k: kNew.transposed, v: vNew });
     const attn = lin(nn.mergeHeads(nn.attention(qh, k, v, mask, 1)), `${pre}.self_attn.o_proj`, c.hiddenSize, q, c.outputBias);
-    h = F.add(h, c.variant === 'olmo2' ? norm(attn, `${pre}.post_attention_layernorm.weight`) : attn);
+    let y: Tensor;
+    if (c.variant === 'olmo2') y = h = F.add(h, norm(attn, `${pre}.post_attention_layernorm.weight`));
+    else [h, y] = addNorm(h, attn, `${pre}.post_attention_layernorm.weight`);
 
-    const y = c.variant === 'olmo2' ? h : norm(h, `${pre}.post_attention_layernorm.weight`);
-    const gate = act(lin(y, `${pre}.mlp.gate_proj`, c.intermediateSize, c.hiddenSize, c.mlpBias));
-    const up = lin(y, `${pre}.mlp.up_proj`, c.intermediateSize, c.hiddenSize, c.mlpBias);
-    const mlp = lin(F.mul(gate, up), `${pre}.mlp.down_proj`, c.hiddenSize, c.intermediateSize, c.mlpBias);
-    h = F.add(h, c.variant === 'olmo2' ? norm(mlp, `${pre}.post_feedforward_layernorm.weight`) : mlp);
+    const mlpProj = (name: string) => ({ weight: p.get(`${pre}.mlp.${name}.weight`, [c.intermediateSize, c.hiddenSize]), bias: c.mlpBias ? p.get(`${pre}.mlp.${name}.bias`, [c.intermediateSize]) : null });
+    const [gate, up] = nn.linears(y, [mlpProj('gate_proj'), mlpProj('up_proj')]);
+    const mlp = lin(F.mul(act(gate), up), `${pre}.mlp.down_proj`, c.hiddenSize, c.intermediateSize, c.mlpBias);
+    const next = last ? 'model.norm.weight' : `model.layers.${i + 1}.input_layernorm.weight`;
+    if (c.variant !== 'olmo2') [h, x] = addNorm(h, mlp, next);
+    else if (!last) x = h = F.add(h, norm(mlp, `${pre}.post_feedforward_layernorm.weight`));
+    else [h, x] = addNorm(h, norm(mlp, `${pre}.post_feedforward_layernorm.weight`), next);
   }
-  const hidden = norm(h, 'model.norm.weight');
+  const hidden = x;
   const head = c.tieEmbeddings ? embed : p.get('lm_head.weight', [c.vocabSize, c.hiddenSize]);
   return { hidden, logits: nn.linear(hidden, head), present };
 }

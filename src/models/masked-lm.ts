@@ -40,13 +40,18 @@ export interface EncoderOptions {
 }
 
 export class MaskedLM {
+  /** Whether the graph computes the LM's logits (and so takes logits_index): fixed at compile time. */
+  private readonly hasLogits: boolean;
+
   private constructor(
     readonly family: MaskedFamily,
     readonly config: BaseConfig,
     readonly params: ParamMap,
     private readonly session: Session,
     readonly dir: string,
-  ) {}
+  ) {
+    this.hasLogits = session.inputNames.includes('logits_index');
+  }
 
   /** Loads a Hugging Face masked-LM folder (config.json + safetensors). */
   static async load(dir: string, options: SessionOptions = {}, what: EncoderOptions = {}): Promise<MaskedLM> {
@@ -124,7 +129,7 @@ export class MaskedLM {
       attention_mask: int64Tensor(mask, [B, T]),
     };
     let K = T;
-    if (this.session.inputNames.includes('logits_index')) {
+    if (this.hasLogits) {
       const at = options.logitsAt;
       if (at && at.length !== B) throw new Error(`forward: logitsAt has ${at.length} rows for a batch of ${B}`);
       K = at ? Math.max(1, ...at.map((r) => r.length)) : T;

@@ -167,13 +167,13 @@ const forward: CausalFamily<ModernBertDecoderConfig>['forward'] = (_g, p, c, inp
 
   const embed = p.get('model.embeddings.tok_embeddings.weight', [c.vocabSize, D]);
   let h = norm(F.gather(embed, inputs.ids), 'model.embeddings.norm');
-  // Per RoPE base: the key tables and the query tables, which also carry attention's 1/√d.
-  const tables = new Map<number, { k: { cos: Tensor; sin: Tensor }; q: { cos: Tensor; sin: Tensor } }>();
-  const rotary = (theta: number): { k: { cos: Tensor; sin: Tensor }; q: { cos: Tensor; sin: Tensor } } => {
-    let t = tables.get(theta);
+  // Per RoPE base: the keys' rotary cache and the queries', which also carries attention's 1/√d.
+  const caches = new Map<number, { k: nn.RotaryCache; q: nn.RotaryCache }>();
+  const rotary = (theta: number): { k: nn.RotaryCache; q: nn.RotaryCache } => {
+    let t = caches.get(theta);
     if (!t) {
-      const k = nn.rotaryTables(inputs.positions, c.headDim, theta);
-      tables.set(theta, (t = { k, q: nn.scaledRotaryTables(k, 1 / Math.sqrt(c.headDim)) }));
+      const k = nn.rotaryCache(inputs.positions, nn.rotaryInvFreq(c.headDim, theta));
+      caches.set(theta, (t = { k, q: nn.scaledRotaryCache(k, 1 / Math.sqrt(c.headDim)) }));
     }
     return t;
   };
@@ -199,14 +199,16 @@ const forward: CausalFamily<ModernBertDecoderConfig>['forward'] = (_g, p, c, inp
     const type = c.layerTypes[i];
     const rope = rotary(c.ropeTheta[type]);
     const x = i === 0 ? h : norm(h, `${pre}.attn_norm`);
-    const q = nn.applyRotary(nn.splitHeads(lin(x, `${pre}.attn.q_proj`, D, D, c.attentionBias), c.numHeads, c.headDim), rope.q.cos, rope.q.sin);
-    const kNew = nn.applyRotary(nn.splitHeads(lin(x, `${pre}.attn.k_proj`, D, D, c.attentionBias), c.numHeads, c.headDim), rope.k.cos, rope.k.sin);
-    const vNew = nn.splitHeads(lin(x, `${pre}.attn.v_proj`, D, D, c.attentionBias), c.numHeads, c.headDim);
+    const proj = (name: string) => ({ weight: p.get(`${pre}.attn.${name}.weight`, [D, D]), bias: c.attentionBias ? p.get(`${pre}.attn.${name}.bias`, [D]) : null });
+    const [qh, kh, vNew] = nn.splitHeadGroups(nn.fusedLinear(x, [proj('q_proj'), proj('k_proj'), proj('v_proj')]), [c.numHeads, c.numHeads, c.numHeads], c.headDim);
+    const q = nn.rotate(qh, rope.q);
+    // New keys in the cache's transposed layout [B, H, d, T], used so by the scores too.
+    const kNew = { transposed: F.transposeLast(nn.rotate(kh, rope.k)) };
     // The cache and the new tokens are attended to as two blocks (never concatenated); only the
     // new keys and values are returned, the runner writes them into its cache.
     const k = inputs.past.length ? [{ transposed: inputs.past[i].k }, kNew] : kNew;
     const v = inputs.past.length ? [inputs.past[i].v, vNew] : vNew;
-    present.push({ k: F.transposeLast(kNew), v: vNew });
+    present.push({ k: kNew.transposed, v: vNew });
     const attn = nn.mergeHeads(nn.attention(q, k, v, maskFor(type), 1));
     h = F.add(h, lin(attn, `${pre}.attn.Wo`, D, D, c.attentionBias));
 
