@@ -7,7 +7,9 @@ export const WEB_FORMAT = 'maria-web';
 // 3: the step graph takes its cached keys transposed, [B, Hkv, d, P].
 // 4: the head is split: mlm.onnx adds W_M·h + b3 at head_rows (maria_mlm_logits), the step graph
 //    takes that as mlm_logits [B, K, V] instead of mlm_hidden.
-export const WEB_VERSION = 4;
+// 5: the step graph uses com.microsoft RotaryEmbedding and SkipSimplifiedLayerNormalization and
+//    fused q/k/v and gate/up products (same inputs and outputs; exports of 4 are stale, not wrong).
+export const WEB_VERSION = 5;
 
 /** The exported graphs. */
 export const WEB_GRAPH_FILES = { mlm: 'mlm.onnx', arStep: 'ar-step.onnx' } as const;
