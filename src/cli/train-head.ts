@@ -74,7 +74,6 @@ function headTrainingText(data: string[], validationData: string[] | undefined):
   return { docs, dataLabel: `${describe(data)} (${docs.train.length} training and ${docs.validation.length} validation documents)` };
 }
 
-
 /** The longest run of ordinary tokens (a document) in a stream. */
 function longestDocument(stream: TokenStream, isSpecial: (id: number) => boolean): number {
   let best = 0;
