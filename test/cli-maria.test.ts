@@ -1,7 +1,7 @@
 // The MARIA commands as outside checks call them: `node dist/cli/main.js infill|score|create-bundle|
 // train-head` (build first: `npx tsc -p tsconfig.json`), against the tiny random-weight bundle of
 // test/helpers/tiny-pair.ts. Output must match the library; user errors exit 2 with one line.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -318,5 +318,48 @@ describe('user errors: one line, exit 2', () => {
     expectUsageError(maria([...a, '--data', 'corpus', '--validation-data', join(pair.root, 'x.txt'), '--length', '16']), /--validation-data: .*x\.txt: no such file/);
     expectUsageError(maria([...a, '--data', 'corpus', '--head-params', 'some', '--length', '16']), /--head-params must be one of all, gains-bias, gains, got "some"/);
     expectUsageError(maria([...a, '--data', 'corpus', '--keep-best', 'median', '--length', '16']), /--keep-best takes mean or worst-rate, got "median"/);
+  });
+});
+
+describe('huge pages', () => {
+  // A stand-in executable: relaunches like `maria`, then prints what the relaunched process got.
+  const script = (body: string): string => {
+    const file = join(pair.root, `hugepages-${Math.random().toString(36).slice(2)}.mjs`);
+    const module = new URL('../dist/cli/hugepages.js', import.meta.url).href;
+    writeFileSync(file, `import { exitWithLauncher, relaunchWithHugePages } from '${module}';\nexitWithLauncher();\nconst r = relaunchWithHugePages();\nif (r) process.exitCode = await r;\nelse { ${body} }\n`);
+    return file;
+  };
+  const run = (file: string, env: Record<string, string>) => spawnSync(process.execPath, [file], { encoding: 'utf8', env: { ...process.env, GLIBC_TUNABLES: '', MARIA_HUGEPAGES: '', ...env } });
+
+  it('relaunches once with glibc.malloc.hugetlb=1, keeping other tunables and the exit code', () => {
+    const file = script("console.log(process.env.GLIBC_TUNABLES); process.exitCode = 3;");
+    expect(run(file, {})).toMatchObject({ status: 3, stdout: 'glibc.malloc.hugetlb=1\n' });
+    expect(run(file, { GLIBC_TUNABLES: 'glibc.malloc.check=0' })).toMatchObject({ status: 3, stdout: 'glibc.malloc.check=0:glibc.malloc.hugetlb=1\n' });
+    // Already set, or turned off: no relaunch.
+    expect(run(file, { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=0' })).toMatchObject({ status: 3, stdout: 'glibc.malloc.hugetlb=0\n' });
+    expect(run(file, { MARIA_HUGEPAGES: '0' })).toMatchObject({ status: 3, stdout: '\n' });
+  });
+
+  it('reports a signal that ends the relaunched process as 128 + its number', () => {
+    const file = script("process.kill(process.pid, 'SIGTERM');");
+    expect(run(file, {}).status).toBe(143);
+  });
+
+  it('the relaunched process ends when the launcher is killed outright', async () => {
+    const file = script("console.log(process.pid); setInterval(() => {}, 1000);");
+    const launcher = spawn(process.execPath, [file], { env: { ...process.env, GLIBC_TUNABLES: '', MARIA_HUGEPAGES: '' } });
+    const childPid = await new Promise<number>((resolve) => launcher.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))));
+    const alive = (pid: number): boolean => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(alive(childPid)).toBe(true);
+    launcher.kill('SIGKILL');
+    for (let i = 0; i < 50 && alive(childPid); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(alive(childPid)).toBe(false);
   });
 });

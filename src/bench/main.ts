@@ -3,6 +3,8 @@
 // and exports `async (args: string[]) => void`; register it with one line in BENCHES below.
 // Benches are imported lazily so that one bench's dependencies never slow down another's start.
 
+import { exitWithLauncher, relaunchWithHugePages } from '../cli/hugepages.js';
+
 type Bench = (args: string[]) => Promise<void>;
 
 const BENCHES: Record<string, { about: string; load: () => Promise<Bench> }> = {
@@ -34,4 +36,7 @@ async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-process.exitCode = await main(process.argv.slice(2));
+// The same huge-page relaunch as the `maria` executable, so benches measure what users run.
+exitWithLauncher();
+const relaunched = relaunchWithHugePages();
+process.exitCode = relaunched ? await relaunched : await main(process.argv.slice(2));
