@@ -63,3 +63,4 @@ $maria evaluate-models --ar models/scorer --mlm models/default/mlm --n 200 --len
   --ar-run runs/scorer --ar-command "maria $scorer_cmd" \
   --mlm-run runs/default-mlm --mlm-command "maria $mlm_cmd" --mlm-run runs/mlm-cont --mlm-command "maria $mlm2_cmd"
 git checkout models/default/mlm/README.md   # the MLM's card is the one written in step 5
+# (The scorer card's title and first paragraph, which call it the default AR, were then edited by hand.)

@@ -311,6 +311,13 @@ describe('evaluation on tiny random models', () => {
     const mlmCard = renderCard({ kind: 'mlm', dir: mlmDir, info: readModelInfo(mlmDir), parameters: 10, tokenizerSha256: 'cd'.repeat(32), stages: [{ run: null, command: null }], data: { trainTokens: 1000, validationTokens: 100 }, evalCommand: 'x' }, report);
     expect(mlmCard).toContain('| 0.15 |');
     expect(mlmCard).toContain('rank');
+    expect(mlmCard).not.toContain('in-domain');
+    // With an in-domain report (here the same numbers), each card adds its own table of it.
+    const withInDomain = (kind: 'ar' | 'mlm'): string =>
+      renderCard({ kind, dir: mlmDir, info: readModelInfo(kind === 'ar' ? arDir : mlmDir), parameters: 10, tokenizerSha256: 'cd'.repeat(32), stages: [{ run: null, command: null }], data: { trainTokens: 1000, validationTokens: 100 }, evalCommand: 'x' }, report, report);
+    expect(withInDomain('ar')).toContain(`### The same check in-domain`);
+    expect(withInDomain('ar')).toContain(`| validation split | **${report.ar!.model.ppl.toFixed(2)}** | ${report.ar!.bigram.ppl.toFixed(2)} |`);
+    expect(withInDomain('mlm')).toContain(`| ${report.mlm![0].rate} | **${report.mlm![0].model.ppl.toFixed(2)}** | ${report.mlm![0].bigram.ppl.toFixed(2)} |`);
 
     const dir = join(root, 'card');
     mkdirSync(dir);

@@ -1,7 +1,8 @@
 // `maria evaluate-models --ar DIR --mlm DIR [--n 200] [--length 128] [--seed 0] [--threads N] [--json] [--cards]
 //   [--ar-run DIR --ar-command TEXT]… [--mlm-run DIR --mlm-command TEXT]…`
 // Evaluates a causal LM and a masked LM on held-out Brown passages against a Kneser–Ney bigram
-// trained on the pretraining split (src/eval/lm-eval.ts), prints a table (or JSON), and with
+// trained on the pretraining split (src/eval/lm-eval.ts), and again in-domain on windows of the
+// pretraining corpus' validation split, prints the tables (or JSON), and with
 // --cards writes the README.md model card of both folders (a generated block between markers;
 // text outside the markers is kept). A model trained in stages (stage 2 `--init-from` stage 1's
 // weights, …) gets one --ar-run / --ar-command pair per stage, in stage order.
@@ -216,7 +217,7 @@ function totalWallSeconds(c: CardInput): number | null {
 }
 
 /** The generated block of a model card. */
-export function renderCard(c: CardInput, r: EvaluationReport): string {
+export function renderCard(c: CardInput, r: EvaluationReport, inDomain?: EvaluationReport): string {
   const raw = c.info.hf.raw;
   const g = (k: string): unknown => raw[k];
   const isAr = c.kind === 'ar';
@@ -292,6 +293,7 @@ export function renderCard(c: CardInput, r: EvaluationReport): string {
     const [lo, hi] = [r.mlm[0], r.mlm.at(-1)!];
     L.push(`At mask rate ${lo.rate} the MLM's masked-token perplexity is ${f2(lo.model.ppl)}, **${versus(lo.model.ppl, lo.bigram.ppl)} the two-sided bigram's ${f2(lo.bigram.ppl)}**; at mask rate ${hi.rate} it is ${f2(hi.model.ppl)}, **${versus(hi.model.ppl, hi.bigram.ppl)} the bigram's ${f2(hi.bigram.ppl)}**.`, '');
   }
+  if (inDomain) L.push(...inDomainLines(isAr, inDomain));
   L.push(`Reproduce: \`${c.evalCommand}\`.`, '');
 
   L.push('## Samples (the first five, not selected)', '');
@@ -377,6 +379,22 @@ function readStages(pairs: ReturnType<typeof pairStages>, modelDir: string): Tra
   }));
 }
 
+/**
+ * The same metrics on the corpus' held-out split: text the model never trained on, from its own
+ * sources. Next to Brown this separates what the model lacks from what the domain costs.
+ */
+function inDomainLines(isAr: boolean, r: EvaluationReport): string[] {
+  const L = ['### The same check in-domain', ''];
+  L.push(`On ${r.passages} windows of ${r.length} tokens from the ${r.documents} documents of the pretraining corpus' validation split (never trained on; same sources as the training text), chosen and masked the same way, against the same bigram:`, '');
+  if (isAr && r.ar) L.push(`| | AR perplexity | bigram | bigram / AR |`, '| --- | ---: | ---: | ---: |', `| validation split | **${f2(r.ar.model.ppl)}** | ${f2(r.ar.bigram.ppl)} | ${times(r.ar.ratio)} |`, '');
+  if (!isAr && r.mlm) {
+    L.push('| mask rate | MLM perplexity | two-sided bigram | bigram / MLM |', '| ---: | ---: | ---: | ---: |');
+    for (const m of r.mlm) L.push(`| ${m.rate} | **${f2(m.model.ppl)}** | ${f2(m.bigram.ppl)} | ${times(m.ratio)} |`);
+    L.push('');
+  }
+  return L;
+}
+
 function table(r: EvaluationReport): string {
   const rows: string[][] = [['metric', 'model', 'bigram', 'bigram/model']];
   if (r.ar) rows.push(['AR perplexity', f2(r.ar.model.ppl), f2(r.ar.bigram.ppl), times(r.ar.ratio)]);
@@ -437,21 +455,29 @@ async function evaluateModelsCommand(opts: Options): Promise<void> {
   const mlm = await MaskedLM.load(opts.mlm, session);
   const loadSeconds = since(t);
   let report: EvaluationReport;
+  let inDomain: EvaluationReport;
   try {
     report = await evaluate({ passages, bigram, tokenizer, ar, mlm, seed, batch, onPhase: (name) => log(`evaluating: ${name}`) });
+    // In-domain: the validation split's documents cut and masked like Brown's (about 1 000 windows of 128 exist).
+    const heldout = split.validation.map((d) => ({ id: d.id, genre: d.source, text: d.text, paragraphs: [], sentences: [] }));
+    const inDomainPassages = brownPassages(tokenizer, { length, n: Math.min(n, Math.floor(validation.length / length / 2)), seed, docs: heldout });
+    inDomain = await evaluate({ passages: inDomainPassages, bigram, tokenizer, ar, mlm, seed, batch, onPhase: (name) => log(`evaluating in-domain: ${name}`) });
   } finally {
     await ar.release();
     await mlm.release();
   }
   report.seconds = { bigram: bigramSeconds, passages: passageSeconds, load: loadSeconds, ...report.seconds, total: since(t0) };
 
-  if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+  if (opts.json) process.stdout.write(`${JSON.stringify({ ...report, inDomain })}\n`);
   else {
     const lines = [
       `Brown test set: ${report.passages} passages × ${report.length} tokens (${Object.keys(report.genres).length} genres), seed ${seed}`,
       `AR ${opts.ar}   MLM ${opts.mlm}   bigram: interpolated Kneser–Ney on ${report.bigram.trainingTokens} training tokens`,
       '',
       table(report),
+      '',
+      `In-domain (${inDomain.passages} windows of the corpus' validation split, same bigram):`,
+      table(inDomain),
       '',
       'AR samples ([BOS] + first 8 tokens of passages 1–5; 40 tokens, temperature 1, top-k 50):',
       ...(report.samples.ar ?? []).map((s) => `  ${s.docId}: [${s.prompt}]${s.continuation}`.replace(/\n/g, '⏎')),
@@ -472,8 +498,8 @@ async function evaluateModelsCommand(opts: Options): Promise<void> {
   if (opts.cards) {
     const evalCommand = `maria evaluate-models --ar ${opts.ar} --mlm ${opts.mlm} --n ${n} --length ${length} --seed ${seed}`;
     const common = { tokenizerSha256: sha256(join(opts.ar, 'tokenizer.json')), data: { trainTokens: train.length, validationTokens: validation.length }, evalCommand };
-    const arCard = renderCard({ kind: 'ar', dir: opts.ar, info: arInfo, parameters: countParameters(arInfo.family.params(arInfo.config as never)), stages: arStages, ...common }, report);
-    const mlmCard = renderCard({ kind: 'mlm', dir: opts.mlm, info: mlmInfo, parameters: countParameters(mlmInfo.family.params(mlmInfo.config as never)), stages: mlmStages, ...common }, report);
+    const arCard = renderCard({ kind: 'ar', dir: opts.ar, info: arInfo, parameters: countParameters(arInfo.family.params(arInfo.config as never)), stages: arStages, ...common }, report, inDomain);
+    const mlmCard = renderCard({ kind: 'mlm', dir: opts.mlm, info: mlmInfo, parameters: countParameters(mlmInfo.family.params(mlmInfo.config as never)), stages: mlmStages, ...common }, report, inDomain);
     const written = [writeCard(opts.ar, arCard), writeCard(opts.mlm, mlmCard)];
     process.stderr.write(`wrote ${written.join(' and ')}\n`);
   }
