@@ -310,6 +310,14 @@ describe('user errors: one line, exit 2', () => {
     expectUsageError(maria(['create-bundle', '--mlm', join(pair.root, 'nope'), '--ar', pair.arDir, '--out', join(pair.root, 'z')]), /nope: no such folder/);
   });
 
+  it('pretrain: a bad mask-rate range, or one for a causal LM', () => {
+    const out = ['--out', join(pair.root, 'never-written')];
+    expectUsageError(maria(['pretrain', '--preset', 'default-mlm', '--mask-rate-range', '0.5', ...out]), /--mask-rate-range must be lo,hi with 0 ≤ lo < hi ≤ 1, got "0.5"/);
+    expectUsageError(maria(['pretrain', '--preset', 'default-mlm', '--mask-rate-range', '0.4,0.1', ...out]), /--mask-rate-range must be lo,hi/);
+    expectUsageError(maria(['pretrain', '--preset', 'default-ar', '--mask-rate-range', '0,0.5', ...out]), /--mask-rate-range applies to masked LMs only/);
+    expect(existsSync(join(pair.root, 'never-written'))).toBe(false);
+  });
+
   it('train-head: bad data and lengths', () => {
     const a = ['train-head', '--mlm', pair.mlmDir, '--ar', pair.arDir, '--out', join(pair.root, 'bad-train')];
     expectUsageError(maria([...a, '--data', join(pair.root, 'missing.txt'), '--length', '16']), /missing\.txt: no such file/);

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { CausalLM } from '../src/models/causal-lm.js';
 import { MaskedLM } from '../src/models/masked-lm.js';
 import { TextTokenizer } from '../src/tokenizer/tokenizer.js';
-import { tokenStream } from '../src/train/data.js';
+import { maskRows, tokenStream } from '../src/train/data.js';
 import { pretrain, type PretrainOptions } from '../src/train/pretrain.js';
 import { defaultArConfig, defaultMlmConfig } from '../src/train/presets.js';
 
@@ -99,5 +99,27 @@ describe('pretrain', () => {
     // Validation reports the plain masked mean whatever the objective: it must fall.
     const v0 = (await pretrain(options(config, join(tmp, 'mlm-mdlm0'), 1, { objective: 'mdlm' }))).validation[0].loss;
     expect(mdlm.validation[mdlm.validation.length - 1].loss).toBeLessThan(v0 - 1);
+  });
+
+  it('draws mask rates from a narrower range when asked, and refuses a range for a causal LM', async () => {
+    const rows = Array.from({ length: 400 }, () => Array.from({ length: 50 }, (_, i) => 10 + i));
+    const seeded = (): (() => number) => {
+      let x = 7;
+      return () => ((x = (x * 48271) % 2147483647) / 2147483647);
+    };
+    const full = maskRows(rows, 3, () => false, seeded());
+    expect(Math.min(...full.rates)).toBeLessThan(0.05);
+    expect(Math.max(...full.rates)).toBeGreaterThan(0.95);
+    // The default range draws exactly what U(0, 1) drew before the option existed.
+    expect(maskRows(rows, 3, () => false, seeded(), undefined, [0, 1])).toEqual(full);
+    const low = maskRows(rows, 3, () => false, seeded(), undefined, [0.05, 0.4]);
+    expect(Math.min(...low.rates)).toBeGreaterThanOrEqual(0.05);
+    expect(Math.max(...low.rates)).toBeLessThanOrEqual(0.4);
+    expect(low.masked / (400 * 50)).toBeCloseTo(0.225, 1);
+    const config = { ...defaultMlmConfig(8192), ...tiny, local_attention: 16 };
+    const r = await pretrain(options(config, join(tmp, 'mlm-lowrate'), 3, { maskRateRange: [0.05, 0.4] }));
+    expect(r.steps).toBe(3);
+    await expect(pretrain(options({ ...defaultArConfig(8192), ...tiny }, join(tmp, 'ar-range'), 1, { maskRateRange: [0, 0.5] }))).rejects.toThrow(/masked LMs only/);
+    await expect(pretrain(options(config, join(tmp, 'mlm-badrange'), 1, { maskRateRange: [0.5, 0.5] }))).rejects.toThrow(/0 ≤ lo < hi ≤ 1/);
   });
 });

@@ -38,6 +38,7 @@ export function register(program: Command): void {
     .option('--resume', 'continue from the checkpoint in --out')
     .option('--init-from <dir>', 'start from the weights of this model folder (same architecture) with a fresh optimiser and schedule')
     .option('--objective <name>', 'masked LM loss: masked-mean (mean NLL of the masked tokens) or mdlm (the MDLM ELBO, 1/r-weighted)', 'masked-mean')
+    .option('--mask-rate-range <lo,hi>', 'masked LM: draw each window\'s mask rate from U(lo, hi) instead of U(0, 1), e.g. 0.05,0.4')
     .option('--dtype <t>', 'stored weight type: F32 or F16 (compute is always F32)', 'F16')
     .option('--threads <n>', 'ORT threads (default: all cores)', intOption('--threads', { min: 1 }))
     .option('--no-progress', 'no progress bar')
@@ -45,6 +46,14 @@ export function register(program: Command): void {
       if (!!opts.preset === !!opts.config) fail('give exactly one of --preset NAME or --config FILE');
       if (opts.dtype !== 'F32' && opts.dtype !== 'F16') fail(`--dtype must be F32 or F16, got "${opts.dtype}"`);
       if (opts.objective !== 'masked-mean' && opts.objective !== 'mdlm') fail(`--objective must be masked-mean or mdlm, got "${opts.objective}"`);
+      let maskRateRange: [number, number] | undefined;
+      if (opts.maskRateRange !== undefined) {
+        const parts = String(opts.maskRateRange).split(',').map(Number);
+        if (parts.length !== 2 || !parts.every(Number.isFinite) || !(parts[0] >= 0 && parts[0] < parts[1] && parts[1] <= 1)) {
+          fail(`--mask-rate-range must be lo,hi with 0 ≤ lo < hi ≤ 1, got "${opts.maskRateRange}"`);
+        }
+        maskRateRange = [parts[0], parts[1]];
+      }
       const tokenizer = TextTokenizer.load(opts.tokenizer);
       const sp = tokenizer.specialTokens;
       if (!sp.bos || !sp.eos || !sp.mask || !sp.pad) fail(`${opts.tokenizer}: the tokenizer needs BOS, EOS, MASK and PAD special tokens`);
@@ -61,9 +70,9 @@ export function register(program: Command): void {
           fail(`--config ${opts.config}: not valid JSON (${(err as Error).message})`);
         }
       }
-      if (opts.objective === 'mdlm' && familyFor(new HfConfig(config, opts.config ?? opts.preset)).kind !== 'masked') {
-        fail('--objective mdlm applies to masked LMs only (this config is a causal LM)');
-      }
+      const kind = familyFor(new HfConfig(config, opts.config ?? opts.preset)).kind;
+      if (opts.objective === 'mdlm' && kind !== 'masked') fail('--objective mdlm applies to masked LMs only (this config is a causal LM)');
+      if (maskRateRange && kind !== 'masked') fail('--mask-rate-range applies to masked LMs only (this config is a causal LM)');
       let docs: { train: Array<{ id: string; text: string }>; validation: Array<{ id: string; text: string }> };
       if (opts.trainFile) {
         docs = {
@@ -104,6 +113,7 @@ export function register(program: Command): void {
         saveDtype: opts.dtype,
         initFrom: opts.initFrom,
         objective: opts.objective,
+        maskRateRange,
         threads: opts.threads,
         specials: { bos: sp.bos!.id, eos: sp.eos!.id, mask: sp.mask!.id, pad: sp.pad!.id, isSpecial: (id) => tokenizer.isSpecialId(id) },
         shouldStop: progress.shouldStop,

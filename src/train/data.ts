@@ -66,9 +66,9 @@ export function evenWindows(stream: TokenStream, count: number, length: number):
 }
 
 /**
- * Masked-diffusion corruption: per row a rate r ~ U(0,1) (or the given rate), each maskable token
- * masked independently with probability r, at least one per row. Returns the corrupted ids and
- * targets (the true id at masked positions, -100 elsewhere).
+ * Masked-diffusion corruption: per row a rate r ~ U(lo, hi) (default U(0, 1); or the given fixed
+ * rate), each maskable token masked independently with probability r, at least one per row.
+ * Returns the corrupted ids and targets (the true id at masked positions, -100 elsewhere).
  */
 export function maskRows(
   rows: number[][],
@@ -76,13 +76,14 @@ export function maskRows(
   isSpecial: (id: number) => boolean,
   rand: () => number,
   fixedRate?: number,
+  [lo, hi]: readonly [number, number] = [0, 1],
 ): { ids: number[][]; targets: number[][]; masked: number; rates: number[] } {
   let masked = 0;
   const ids: number[][] = [];
   const targets: number[][] = [];
   const rates: number[] = [];
   for (const row of rows) {
-    const r = fixedRate ?? rand();
+    const r = fixedRate ?? lo + (hi - lo) * rand();
     rates.push(r);
     const out = [...row];
     const tgt = row.map(() => -100);

@@ -53,6 +53,12 @@ export interface PretrainOptions {
    * with r clipped at MDLM_MIN_RATE for the weight). Validation always reports 'masked-mean'.
    */
   objective?: 'masked-mean' | 'mdlm';
+  /**
+   * Masked LM: the training mask rate is drawn from U(lo, hi) per window (default [0, 1], the
+   * masked-diffusion prior). A narrower range spends the model on the rates a user will infill at
+   * (e.g. [0.05, 0.4] for short gaps); with 'mdlm' the loss is then that range's share of the ELBO.
+   */
+  maskRateRange?: readonly [number, number];
   /** Special token ids; `isSpecial` tokens are never masked. */
   specials: { bos: number; eos: number; mask: number; pad: number; isSpecial: (id: number) => boolean };
   threads?: number;
@@ -175,6 +181,11 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const params = o.initFrom ? loadParams(o.initFrom, specs) : initParams(specs, o.seed);
   const objective = o.objective ?? 'masked-mean';
   if (objective === 'mdlm' && !isMlm) throw new Error('--objective mdlm applies to masked LMs only');
+  if (o.maskRateRange) {
+    const [lo, hi] = o.maskRateRange;
+    if (!isMlm) throw new Error('a mask-rate range applies to masked LMs only');
+    if (!(lo >= 0 && hi <= 1 && lo < hi)) throw new RangeError(`mask-rate range must satisfy 0 ≤ lo < hi ≤ 1, got ${lo}, ${hi}`);
+  }
   const built = buildGraph(family, config, params, objective);
   const trainer = await TrainStep.create(built.graph, built.loss, {
     schedule: warmupCosine(o.lr, o.warmup, o.steps, o.lr * o.minLrRatio),
@@ -199,6 +210,8 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     threads: o.threads ?? null,
     initFrom: o.initFrom ?? null,
     objective,
+    // Recorded only when set, so runs from before the option resume as before.
+    ...(o.maskRateRange ? { maskRateRange: o.maskRateRange } : {}),
     trainTokens: o.train.length,
     validationTokens: o.validation.length,
   };
@@ -223,7 +236,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   const makeBatch = (rand: () => number, windows: number[][], fixedRate?: number) => {
     if (!isMlm) return { ids: windows.map((w) => w.slice(0, -1)), targets: windows.map((w) => w.slice(1)), weights: undefined, tokens: windows.length * (windows[0].length - 1) };
     const wrapped = windows.map((w) => [o.specials.bos, ...w, o.specials.eos]);
-    const m = maskRows(wrapped, o.specials.mask, isSpecial, rand, fixedRate);
+    const m = maskRows(wrapped, o.specials.mask, isSpecial, rand, fixedRate, o.maskRateRange);
     const weights = m.targets.map((t, b) => {
       const length = wrapped[b].filter((id) => !isSpecial(id)).length;
       const w = 1 / (wrapped.length * Math.max(m.rates[b], MDLM_MIN_RATE) * Math.max(1, length));
