@@ -461,7 +461,7 @@ async function evaluateModelsCommand(opts: Options): Promise<void> {
     // In-domain: the validation split's documents cut and masked like Brown's (about 1 000 windows of 128 exist).
     const heldout = split.validation.map((d) => ({ id: d.id, genre: d.source, text: d.text, paragraphs: [], sentences: [] }));
     const inDomainPassages = brownPassages(tokenizer, { length, n: Math.min(n, Math.floor(validation.length / length / 2)), seed, docs: heldout });
-    inDomain = await evaluate({ passages: inDomainPassages, bigram, tokenizer, ar, mlm, seed, batch, onPhase: (name) => log(`evaluating in-domain: ${name}`) });
+    inDomain = await evaluate({ passages: inDomainPassages, bigram, tokenizer, ar, mlm, seed, batch, samples: false, onPhase: (name) => log(`evaluating in-domain: ${name}`) });
   } finally {
     await ar.release();
     await mlm.release();

@@ -549,6 +549,8 @@ export interface EvaluationOptions {
   /** Rows per forward call (default 8). */
   batch?: number;
   maskRates?: readonly number[];
+  /** Also draw the AR samples and MLM fills shown in the model cards (default true). */
+  samples?: boolean;
   /** Called when a phase starts (progress messages). */
   onPhase?: (name: string) => void;
 }
@@ -606,7 +608,7 @@ export async function evaluate(o: EvaluationOptions): Promise<EvaluationReport> 
     const model = await timed('ar', () => arPerplexity(ar, o.passages, specials.bos, batch));
     const bigram = await timed('bigram-ar', () => bigramArPerplexity(o.bigram, o.passages, specials.bos));
     report.ar = { model, bigram, ratio: bigram.ppl / model.ppl };
-    report.samples.ar = await timed('ar-samples', () => arSamples(ar, o.tokenizer, o.passages, specials, { seed }));
+    if (o.samples !== false) report.samples.ar = await timed('ar-samples', () => arSamples(ar, o.tokenizer, o.passages, specials, { seed }));
   }
   if (o.mlm) {
     const mlm = o.mlm;
@@ -617,7 +619,7 @@ export async function evaluate(o: EvaluationOptions): Promise<EvaluationReport> 
       const bigram = await timed(`bigram-masked@${rate}`, () => bigramMaskedPerplexity(o.bigram, o.passages, masks, specials.bos));
       report.mlm.push({ rate, model, bigram, ratio: bigram.ppl / model.ppl });
     }
-    report.samples.mlm = await timed('mlm-fills', () => mlmFills(mlm, o.tokenizer, o.passages, specials));
+    if (o.samples !== false) report.samples.mlm = await timed('mlm-fills', () => mlmFills(mlm, o.tokenizer, o.passages, specials));
   }
   return report;
 }
