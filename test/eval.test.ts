@@ -220,6 +220,16 @@ describe('sharded runs', () => {
       }
     }
     expect(keys.has('throughput')).toBe(false);
+    // A resumed shard (as the CLI runs it, with the other shards' files to merge) redoes only its
+    // missing unit and keeps only its own units in its file.
+    const saved0 = JSON.parse(readFileSync(shardFiles[0], 'utf8')) as { units: Record<string, unknown> };
+    const own0 = Object.keys(saved0.units).sort();
+    delete saved0.units[own0[own0.length - 1]];
+    writeFileSync(shardFiles[0], JSON.stringify(saved0));
+    let rerun = -1;
+    await evaluate({ ...base, checkpoint: shardFiles[0], shard: { index: 0, count: 3 }, resume: true, mergeCheckpoints: shardFiles.slice(1), onProgress: (p) => (rerun = p.total - p.restored) });
+    expect(rerun).toBeGreaterThan(0);
+    expect(Object.keys((JSON.parse(readFileSync(shardFiles[0], 'utf8')) as { units: object }).units).sort()).toEqual(own0);
     let restored = -1;
     let total = 0;
     const merged = await evaluate({ ...base, checkpoint: join(dir, 'checkpoint.json'), resume: true, mergeCheckpoints: shardFiles, onProgress: (p) => ((restored = Math.max(restored, p.restored)), (total = p.total)) });

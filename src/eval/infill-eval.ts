@@ -861,6 +861,13 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
     const contents = { bundle: bundleDigest(maria), scorer: ctx.scorer ? modelDigest(ctx.scorer.model) : null };
     const fingerprint = fingerprintOf({ ...config, passagesSha256: passageHash.digest('hex'), contents });
 
+    const shard = o.shard;
+    if (shard && !(Number.isInteger(shard.count) && shard.count >= 1 && Number.isInteger(shard.index) && shard.index >= 0 && shard.index < shard.count)) {
+      throw new InputError(`shard ${shard.index} of ${shard.count}: the index must be an integer from 0 to count − 1`);
+    }
+    // By a hash of the key, not by position: positions cycle through the methods, whose costs differ a lot.
+    const inShard = (key: string): boolean => !shard || (key !== 'throughput' && Math.floor(seededHash(0, key) * shard.count) === shard.index);
+
     let checkpoint: Checkpoint = { format: 'maria-eval-checkpoint', version: 1, fingerprint, startedAt: new Date().toISOString(), units: {} };
     let resumed = false;
     if (o.resume) {
@@ -874,13 +881,10 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
         if (!existsSync(path)) continue;
         const c = readCheckpoint(path);
         if (c.fingerprint !== fingerprint) throw new InputError(`${path}: this checkpoint is from a run with other arguments, passages or models; delete it or resume with the same arguments`);
-        for (const [key, unit] of Object.entries(c.units)) checkpoint.units[key] ??= unit;
+        // A shard takes only its own share: the other shards' units would only grow the file it rewrites after each unit.
+        for (const [key, unit] of Object.entries(c.units)) if (inShard(key)) checkpoint.units[key] ??= unit;
       }
       resumed = Object.keys(checkpoint.units).length > 0;
-    }
-    const shard = o.shard;
-    if (shard && !(Number.isInteger(shard.count) && shard.count >= 1 && Number.isInteger(shard.index) && shard.index >= 0 && shard.index < shard.count)) {
-      throw new InputError(`shard ${shard.index} of ${shard.count}: the index must be an integer from 0 to count − 1`);
     }
     const save = (): void => {
       if (o.checkpoint) writeFileAtomic(o.checkpoint, JSON.stringify(checkpoint));
@@ -951,11 +955,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
       });
     }
 
-    if (shard) {
-      // By a hash of the key, not by position: positions cycle through the methods, whose costs differ a lot.
-      const mine = units.filter((u) => u.key !== 'throughput' && Math.floor(seededHash(0, u.key) * shard.count) === shard.index);
-      units.splice(0, units.length, ...mine);
-    }
+    if (shard) units.splice(0, units.length, ...units.filter((u) => inShard(u.key)));
     const total = units.reduce((a, u) => a + u.weight, 0);
     let done = 0;
     let restored = 0;
