@@ -94,9 +94,9 @@ const int = (n: number): string => Math.round(n).toLocaleString('en-US').replace
 const f2 = (x: number): string => x.toFixed(2);
 const f3 = (x: number): string => x.toFixed(3);
 const pct = (x: number): string => `${x >= 0.001 ? (100 * x).toFixed(1) : (100 * x).toPrecision(2)} %`;
-/** "3.2× lower than" / "1.5× higher than": the model's perplexity against the baseline's. */
+/** "1.57× lower than" / "1.05× higher than": the model's perplexity against the baseline's. */
 const versus = (model: number, baseline: number): string => (model <= baseline ? `${times(baseline / model)} lower than` : `${times(model / baseline)} higher than`);
-const times = (x: number): string => `${x.toFixed(1)}×`;
+const times = (x: number): string => `${x.toFixed(2)}×`;
 const code = (s: string): string => `\`${s.replace(/`/g, "'").replace(/\n/g, '⏎')}\``;
 
 function duration(seconds: number): string {

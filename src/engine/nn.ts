@@ -64,23 +64,37 @@ export function silu(x: Tensor): Tensor {
   return F.mul(x, F.sigmoid(x));
 }
 
-/** The activation named by an HF config's `hidden_act` / `activation_function`. */
+/** HF's activations (transformers' ACT2FN names) that maria implements, by name. */
+const ACTIVATIONS: Record<string, (x: Tensor) => Tensor> = {
+  gelu,
+  gelu_python: gelu,
+  gelu_new: geluTanh,
+  gelu_pytorch_tanh: geluTanh,
+  gelu_fast: geluTanh,
+  gelu_accurate: geluTanh,
+  quick_gelu: (x) => F.mul(x, F.sigmoid(F.mul(x, x.graph.scalar(1.702)))),
+  silu,
+  swish: silu,
+  relu: F.relu,
+  tanh: F.tanh,
+  sigmoid: F.sigmoid,
+  linear: (x) => x,
+};
+
+/** Whether {@link activation} knows `name`. */
+export function isActivation(name: string): boolean {
+  return Object.hasOwn(ACTIVATIONS, name);
+}
+
+/** The names {@link activation} knows. */
+export function supportedActivations(): string[] {
+  return Object.keys(ACTIVATIONS);
+}
+
+/** The activation named by an HF config's `hidden_act` / `activation_function` / `hidden_activation`. */
 export function activation(name: string): (x: Tensor) => Tensor {
-  switch (name) {
-    case 'gelu':
-      return gelu;
-    case 'gelu_new':
-    case 'gelu_pytorch_tanh':
-    case 'gelu_fast':
-      return geluTanh;
-    case 'silu':
-    case 'swish':
-      return silu;
-    case 'relu':
-      return F.relu;
-    default:
-      throw new Error(`unsupported activation "${name}" (supported: gelu, gelu_new, gelu_pytorch_tanh, silu, relu)`);
-  }
+  if (!isActivation(name)) throw new Error(`unsupported activation "${name}" (supported: ${supportedActivations().join(', ')})`);
+  return ACTIVATIONS[name];
 }
 
 /** HF's rotary inverse frequencies θ^(-2i/dim), i < dim/2, rounded as HF computes them in float32. */

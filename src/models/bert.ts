@@ -19,54 +19,6 @@ import type { BaseConfig, MaskedFamily, MaskedInputs, ParamSource, ParamSpec } f
 
 // --- helpers shared with the other encoder families ----------------------------------------------
 
-/** The HF activations (ACT2FN names) an encoder may use; null for an unknown name. */
-function activationFor(name: string): ((x: Tensor) => Tensor) | null {
-  switch (name) {
-    case 'gelu':
-    case 'gelu_python':
-      return nn.gelu;
-    case 'gelu_new':
-    case 'gelu_pytorch_tanh':
-    case 'gelu_fast':
-    case 'gelu_accurate':
-      return nn.geluTanh;
-    case 'silu':
-    case 'swish':
-      return nn.silu;
-    case 'relu':
-      return F.relu;
-    case 'tanh':
-      return F.tanh;
-    case 'sigmoid':
-      return F.sigmoid;
-    case 'linear':
-      return (x) => x;
-    case 'quick_gelu':
-      return (x) => F.mul(x, F.sigmoid(F.mul(x, x.graph.scalar(1.702))));
-    default:
-      return null;
-  }
-}
-
-/** Reads an activation name from config.json, refusing names maria does not implement. */
-export function readActivation(c: HfConfig, keys: string[], fallback: string): string {
-  const name = c.str(keys, fallback);
-  if (!activationFor(name)) {
-    const key = keys.find((k) => c.has(k)) ?? keys[0];
-    throw new ModelFolderError(
-      `${c.file}: "${key}" is "${name}", which maria does not implement (supported: gelu, gelu_python, gelu_new, gelu_pytorch_tanh, gelu_fast, gelu_accurate, quick_gelu, silu, swish, relu, tanh, sigmoid, linear)`,
-    );
-  }
-  return name;
-}
-
-/** The activation function for a name accepted by {@link readActivation}. */
-export function activation(name: string): (x: Tensor) => Tensor {
-  const f = activationFor(name);
-  if (!f) throw new Error(`unsupported activation "${name}"`);
-  return f;
-}
-
 /** Tensor names of the checkpoint beside config.json, or null when there is none (training from scratch). */
 export function checkpointNames(c: HfConfig): ((name: string) => boolean) | null {
   try {
@@ -186,7 +138,7 @@ function parseConfig(c: HfConfig): BertConfig {
   if (maxPositions < 1) {
     throw new ModelFolderError(`${c.file}: "max_position_embeddings" (${positionRows}) leaves no positions after pad_token_id ${padId} (RoBERTa counts positions from padding_idx + 1)`);
   }
-  const act = readActivation(c, ['hidden_act'], 'gelu');
+  const act = c.activation('hidden_act', 'gelu');
   const config: BertConfig = {
     variant,
     vocabSize: c.int('vocab_size'),
@@ -261,7 +213,7 @@ function forward(g: Graph, p: ParamSource, c: BertConfig, inputs: MaskedInputs) 
   const get = (name: string, shape: number[]): Tensor => p.get(n(name), shape);
   const lin = (x: Tensor, name: string, out: number): Tensor => nn.linear(x, get(`${name}.weight`, [out, lastDim(x)]), get(`${name}.bias`, [out]));
   const norm = (x: Tensor, name: string): Tensor => nn.layerNorm(x, get(`${name}.weight`, [D]), get(`${name}.bias`, [D]), c.normEps);
-  const act = activation(c.act);
+  const act = nn.activation(c.act);
 
   const words = get(`${pre}embeddings.word_embeddings.weight`, [c.vocabSize, D]);
   const positions = get(`${pre}embeddings.position_embeddings.weight`, [c.positionRows, D]);
@@ -285,7 +237,7 @@ function forward(g: Graph, p: ParamSource, c: BertConfig, inputs: MaskedInputs) 
   }
 
   const head = headNames(c.variant);
-  const hidden = norm(activation(c.headAct)(lin(h, head.dense, D)), head.norm);
+  const hidden = norm(nn.activation(c.headAct)(lin(h, head.dense, D)), head.norm);
   const decoder = c.tieEmbeddings ? words : get(head.decoder, [c.vocabSize, D]);
   const logits = nn.linear(hidden, decoder, get(head.bias, [c.vocabSize]));
   return { hidden, logits };

@@ -4,9 +4,8 @@ import type ort from 'onnxruntime-node';
 import { Graph, type Tensor } from '../engine/graph.js';
 import { compile, type CompiledModel } from '../engine/onnx.js';
 import { Session, type SessionOptions, OrtTensorCtor, int64Tensor } from '../engine/runtime.js';
-import { HfConfig, ModelFolderError } from './config.js';
 import { logitsAtRows, type BaseConfig, type CausalFamily, type CausalOutputs } from './family.js';
-import { familyFor } from './registry.js';
+import { readFamilyConfig } from './registry.js';
 import { cacheDims, commitStep, newKvCache, stepFeeds, type CacheShape, type KvCache } from './kv-cache.js';
 import { loadParams, paramSource, type ParamMap } from './weights.js';
 
@@ -60,10 +59,7 @@ export class CausalLM {
 
   /** Loads a Hugging Face causal-LM folder (config.json + safetensors). */
   static async load(dir: string, options: SessionOptions = {}, extension?: StepExtension): Promise<CausalLM> {
-    const hf = HfConfig.load(dir);
-    const family = familyFor(hf);
-    if (family.kind !== 'causal') throw new ModelFolderError(`${hf.file}: model_type "${hf.modelType()}" is a masked LM, not a causal LM`);
-    const config = family.parseConfig(hf);
+    const { family, config } = readFamilyConfig(dir, 'causal');
     return CausalLM.fromParams(family, config, loadParams(dir, family.params(config)), options, dir, extension);
   }
 

@@ -3,6 +3,7 @@
 // n_embd/n_layer. Every read names the file and the key when something is missing or wrong.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isActivation, supportedActivations } from '../engine/nn.js';
 
 /** A clear, user-facing error about a model folder. */
 export class ModelFolderError extends Error {
@@ -93,6 +94,17 @@ export class HfConfig {
     }
     if (typeof hit.value !== 'string') throw new ModelFolderError(`${this.file}: "${hit.key}" must be a string, got ${JSON.stringify(hit.value)}`);
     return hit.value;
+  }
+
+  /** An activation name (transformers' ACT2FN), refused with a clear error unless maria implements it. */
+  activation(keys: string | string[], fallback: string): string {
+    const ks = Array.isArray(keys) ? keys : [keys];
+    const name = this.str(ks, fallback);
+    if (!isActivation(name)) {
+      const key = ks.find((k) => this.has(k)) ?? ks[0];
+      throw new ModelFolderError(`${this.file}: "${key}" is "${name}", which maria does not implement (supported: ${supportedActivations().join(', ')})`);
+    }
+    return name;
   }
 
   /** `model_type`, or the family guessed from `architectures`. */

@@ -42,12 +42,7 @@ function parseConfig(c: HfConfig): Gpt2Config {
   if (numHeads === 0 || hiddenSize % numHeads !== 0) {
     throw new ModelFolderError(`${c.file}: "n_embd" (${hiddenSize}) is not a multiple of "n_head" (${numHeads})`);
   }
-  const act = c.str('activation_function', 'gelu_new');
-  try {
-    nn.activation(act);
-  } catch (err) {
-    throw new ModelFolderError(`${c.file}: "activation_function": ${(err as Error).message}`);
-  }
+  const act = c.activation('activation_function', 'gelu_new');
   return {
     vocabSize: c.int('vocab_size'),
     hiddenSize,

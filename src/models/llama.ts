@@ -93,12 +93,7 @@ function parseConfig(c: HfConfig): LlamaConfig {
   const modelType = c.modelType().toLowerCase();
   const variant: Variant = modelType.startsWith('qwen2') ? 'qwen2' : modelType.startsWith('olmo2') ? 'olmo2' : modelType.startsWith('olmo') ? 'olmo' : 'llama';
   const ropeScaling = parseRopeScaling(c);
-  const act = c.str('hidden_act', 'silu');
-  try {
-    nn.activation(act);
-  } catch (err) {
-    throw new ModelFolderError(`${c.file}: "hidden_act": ${(err as Error).message}`);
-  }
+  const act = c.activation('hidden_act', 'silu');
   const hiddenSize = c.int('hidden_size');
   const numHeads = c.int('num_attention_heads');
   const numKvHeads = c.int('num_key_value_heads', numHeads);

@@ -9,7 +9,7 @@ import { CausalLM } from './causal-lm.js';
 import { HfConfig, ModelFolderError } from './config.js';
 import type { BaseConfig, Family } from './family.js';
 import { MaskedLM } from './masked-lm.js';
-import { familyFor } from './registry.js';
+import { readFamilyConfig } from './registry.js';
 
 export type LoadedModel = { kind: 'causal'; model: CausalLM } | { kind: 'masked'; model: MaskedLM };
 
@@ -31,9 +31,8 @@ export function assertFolder(dir: string): void {
 /** Reads config.json and its family's typed config (cheap: no weights). */
 export function readModelInfo(dir: string): ModelInfo {
   assertFolder(dir);
-  const hf = HfConfig.load(dir);
-  const family = familyFor(hf);
-  return { hf, family, kind: family.kind, modelType: hf.modelType(), config: family.parseConfig(hf) };
+  const { hf, family, config } = readFamilyConfig(dir);
+  return { hf, family, kind: family.kind, modelType: hf.modelType(), config };
 }
 
 /** Loads a causal or masked LM, whichever the folder's model_type names. */

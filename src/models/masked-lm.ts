@@ -3,9 +3,8 @@ import type ort from 'onnxruntime-node';
 import { Graph, type Tensor } from '../engine/graph.js';
 import { compile, type CompiledModel } from '../engine/onnx.js';
 import { Session, type SessionOptions, int64Tensor } from '../engine/runtime.js';
-import { HfConfig, ModelFolderError } from './config.js';
 import { logitsAtRows, type BaseConfig, type MaskedFamily, type MaskedOutputs } from './family.js';
-import { familyFor } from './registry.js';
+import { readFamilyConfig } from './registry.js';
 import { loadParams, paramSource, type ParamMap } from './weights.js';
 
 export interface MaskedOutput {
@@ -55,10 +54,7 @@ export class MaskedLM {
 
   /** Loads a Hugging Face masked-LM folder (config.json + safetensors). */
   static async load(dir: string, options: SessionOptions = {}, what: EncoderOptions = {}): Promise<MaskedLM> {
-    const hf = HfConfig.load(dir);
-    const family = familyFor(hf);
-    if (family.kind !== 'masked') throw new ModelFolderError(`${hf.file}: model_type "${hf.modelType()}" is a causal LM, not a masked LM`);
-    const config = family.parseConfig(hf);
+    const { family, config } = readFamilyConfig(dir, 'masked');
     return MaskedLM.fromParams(family, config, loadParams(dir, family.params(config)), options, dir, what);
   }
 

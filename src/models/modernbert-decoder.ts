@@ -39,15 +39,6 @@ export interface ModernBertDecoderConfig extends BaseConfig {
   initStd: number;
 }
 
-function checkActivation(c: HfConfig, key: string, name: string): string {
-  try {
-    nn.activation(name);
-  } catch (err) {
-    throw new ModelFolderError(`${c.file}: "${key}": ${(err as Error).message}`);
-  }
-  return name;
-}
-
 function ropeThetas(c: HfConfig): Record<LayerType, number> {
   const checkType = (key: string): void => {
     const v = c.raw[key] as Record<string, unknown> | null | undefined;
@@ -106,8 +97,8 @@ function parseConfig(c: HfConfig): ModernBertDecoderConfig {
     numHeads,
     headDim: hiddenSize / numHeads,
     intermediateSize: c.int('intermediate_size'),
-    act: checkActivation(c, 'hidden_activation', c.str('hidden_activation', 'gelu')),
-    headAct: checkActivation(c, 'classifier_activation', c.str('classifier_activation', 'gelu')),
+    act: c.activation('hidden_activation', 'gelu'),
+    headAct: c.activation('classifier_activation', 'gelu'),
     normEps: c.num('norm_eps', 1e-5),
     normBias: c.bool('norm_bias', false),
     attentionBias: c.bool('attention_bias', false),

@@ -12,7 +12,7 @@
 import type { Graph, Tensor } from '../engine/graph.js';
 import * as F from '../engine/ops.js';
 import * as nn from '../engine/nn.js';
-import { activation, checkpointNames, readActivation, resolveNames, tokenIndices } from './bert.js';
+import { checkpointNames, resolveNames, tokenIndices } from './bert.js';
 import { HfConfig, ModelFolderError } from './config.js';
 import type { BaseConfig, MaskedFamily, MaskedInputs, ParamSource, ParamSpec } from './family.js';
 
@@ -119,8 +119,8 @@ function parseConfig(c: HfConfig): ModernBertConfig {
     numHeads,
     headDim: hiddenSize / numHeads,
     intermediateSize: c.int('intermediate_size', 1152),
-    act: readActivation(c, ['hidden_activation'], 'gelu'),
-    headAct: readActivation(c, ['classifier_activation'], 'gelu'),
+    act: c.activation('hidden_activation', 'gelu'),
+    headAct: c.activation('classifier_activation', 'gelu'),
     normEps: c.num('norm_eps', 1e-5),
     normBias: c.bool('norm_bias', false),
     attentionBias: c.bool('attention_bias', false),
@@ -183,7 +183,7 @@ function forward(g: Graph, p: ParamSource, c: ModernBertConfig, inputs: MaskedIn
   const lin = (x: Tensor, name: string, out: number, inp: number, bias: boolean): Tensor =>
     nn.linear(x, get(`${name}.weight`, [out, inp]), bias ? get(`${name}.bias`, [out]) : null);
   const norm = (x: Tensor, name: string): Tensor => nn.layerNorm(x, get(`${name}.weight`, [D]), c.normBias ? get(`${name}.bias`, [D]) : null, c.normEps);
-  const act = activation(c.act);
+  const act = nn.activation(c.act);
 
   const embed = get('model.embeddings.tok_embeddings.weight', [c.vocabSize, D]);
   let h = norm(F.gather(embed, inputs.ids), 'model.embeddings.norm');
@@ -233,7 +233,7 @@ function forward(g: Graph, p: ParamSource, c: ModernBertConfig, inputs: MaskedIn
   }
   h = norm(h, 'model.final_norm');
 
-  const hidden = norm(activation(c.headAct)(lin(h, 'head.dense', D, D, c.headBias)), 'head.norm');
+  const hidden = norm(nn.activation(c.headAct)(lin(h, 'head.dense', D, D, c.headBias)), 'head.norm');
   const decoder = c.tieEmbeddings ? embed : get('decoder.weight', [c.vocabSize, D]);
   const logits = nn.linear(hidden, decoder, c.decoderBias ? get('decoder.bias', [c.vocabSize]) : null);
   return { hidden, logits };
