@@ -322,6 +322,18 @@ describe.skipIf(!present)('ModernBERT config variations', () => {
     expectReference(mb, await runCases(dir, inputs(), 0));
   });
 
+  it('weights saved from the bare ModernBertModel (no "model." prefix) match the reference', async () => {
+    const dir = variant(mb, {
+      tensors: (t) => {
+        for (const [k, v] of Object.entries(t)) {
+          delete t[k];
+          t[k.replace(/^model\./, '')] = v;
+        }
+      },
+    });
+    expectReference(mb, await runCases(dir, inputs(), 0));
+  });
+
   it('all-global two ways: global_attn_every_n_layers = 1 equals a window wider than the input with equal RoPE bases', async () => {
     const everyLayer = variant(mb, {
       config: (c) => {

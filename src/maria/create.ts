@@ -48,8 +48,8 @@ export function pairModels(mlmDir: string, arDir: string, outDir: string): Paire
 
   const mlmParams = loadParams(mlmDir, mlmFamily.params(mlmConfig as never));
   const arParams = loadParams(arDir, arFamily.params(arConfig as never));
-  const mlmHead = expertHead(mlmParams, mlmFamily.outputHead(mlmConfig as never, (n) => mlmParams.has(n)));
-  const arHead = expertHead(arParams, arFamily.outputHead(arConfig as never, (n) => arParams.has(n)));
+  const mlmHead = expertHead(mlmParams, mlmFamily.outputHead(mlmConfig as never));
+  const arHead = expertHead(arParams, arFamily.outputHead(arConfig as never));
   const arToMlm = pairing.kind === 'id-map' ? pairing.arToMlm : null;
   const head = productOfExperts(mlmHead, arHead, arToMlm);
 

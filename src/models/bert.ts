@@ -7,44 +7,15 @@
 //
 // Checkpoints from different transformers versions spell some tensors differently (LayerNorm.gamma
 // / .beta in TF-era files, no `bert.` prefix when saved from the bare encoder, the decoder bias under
-// `cls.predictions.decoder.bias`). parseConfig looks at the checkpoint next to config.json (header
-// only) and records which spelling each parameter has, so params() asks for the names that exist.
-import { dirname } from 'node:path';
+// `cls.predictions.decoder.bias`): params() lists them as aliases of the canonical names, and
+// loading stores every tensor under its canonical name.
 import type { Graph, Tensor } from '../engine/graph.js';
 import * as F from '../engine/ops.js';
 import * as nn from '../engine/nn.js';
-import { openCheckpoint } from '../io/safetensors.js';
 import { HfConfig, ModelFolderError } from './config.js';
-import type { BaseConfig, MaskedFamily, MaskedInputs, ParamSource, ParamSpec } from './family.js';
+import type { BaseConfig, Init, MaskedFamily, MaskedInputs, ParamSource, ParamSpec } from './family.js';
 
 // --- helpers shared with the other encoder families ----------------------------------------------
-
-/** Tensor names of the checkpoint beside config.json, or null when there is none (training from scratch). */
-export function checkpointNames(c: HfConfig): ((name: string) => boolean) | null {
-  try {
-    const source = openCheckpoint(dirname(c.file));
-    return (name) => source.has(name);
-  } catch {
-    // No weights (or unreadable ones): keep the canonical names; loading reports the real problem.
-    return null;
-  }
-}
-
-/**
- * For each canonical parameter name, the first of its spellings the checkpoint holds (only the
- * names that differ are recorded; a name no spelling matches stays canonical, so loading fails
- * with the canonical name in the message).
- */
-export function resolveNames(canonical: string[], variants: (name: string) => string[], has: ((name: string) => boolean) | null): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!has) return out;
-  for (const name of canonical) {
-    if (has(name)) continue;
-    const hit = variants(name).find((v) => has(v));
-    if (hit !== undefined) out[name] = hit;
-  }
-  return out;
-}
 
 /** The size of a tensor's last axis when fixed. */
 function lastDim(x: Tensor): number {
@@ -83,8 +54,6 @@ export interface BertConfig extends BaseConfig {
   causal: boolean;
   tieEmbeddings: boolean;
   initStd: number;
-  /** Canonical parameter name → the spelling in the checkpoint, where it differs. */
-  names: Record<string, string>;
 }
 
 const PREFIX: Record<Variant, string> = { bert: 'bert.', roberta: 'roberta.' };
@@ -139,7 +108,7 @@ function parseConfig(c: HfConfig): BertConfig {
     throw new ModelFolderError(`${c.file}: "max_position_embeddings" (${positionRows}) leaves no positions after pad_token_id ${padId} (RoBERTa counts positions from padding_idx + 1)`);
   }
   const act = c.activation('hidden_act', 'gelu');
-  const config: BertConfig = {
+  return {
     variant,
     vocabSize: c.int('vocab_size'),
     hiddenSize,
@@ -157,14 +126,7 @@ function parseConfig(c: HfConfig): BertConfig {
     causal: c.bool('is_decoder', false),
     tieEmbeddings: c.tieWordEmbeddings(),
     initStd: c.num('initializer_range', 0.02),
-    names: {},
   };
-  config.names = resolveNames(
-    params(config).map((s) => s.name),
-    variantsOf(variant),
-    checkpointNames(c),
-  );
-  return config;
 }
 
 function params(c: BertConfig): ParamSpec[] {
@@ -173,19 +135,22 @@ function params(c: BertConfig): ParamSpec[] {
   const zeros = { kind: 'zeros' } as const;
   const D = c.hiddenSize;
   const pre = PREFIX[c.variant];
-  const n = (name: string): string => c.names[name] ?? name;
+  const aliases = variantsOf(c.variant);
   const specs: ParamSpec[] = [];
+  const spec = (name: string, shape: number[], init: Init): void => {
+    specs.push({ name, shape, init, aliases: aliases(name) });
+  };
   const lin = (name: string, out: number, inp: number): void => {
-    specs.push({ name: n(`${name}.weight`), shape: [out, inp], init: normal });
-    specs.push({ name: n(`${name}.bias`), shape: [out], init: zeros });
+    spec(`${name}.weight`, [out, inp], normal);
+    spec(`${name}.bias`, [out], zeros);
   };
   const norm = (name: string): void => {
-    specs.push({ name: n(`${name}.weight`), shape: [D], init: ones });
-    specs.push({ name: n(`${name}.bias`), shape: [D], init: zeros });
+    spec(`${name}.weight`, [D], ones);
+    spec(`${name}.bias`, [D], zeros);
   };
-  specs.push({ name: n(`${pre}embeddings.word_embeddings.weight`), shape: [c.vocabSize, D], init: normal });
-  specs.push({ name: n(`${pre}embeddings.position_embeddings.weight`), shape: [c.positionRows, D], init: normal });
-  specs.push({ name: n(`${pre}embeddings.token_type_embeddings.weight`), shape: [c.typeVocabSize, D], init: normal });
+  spec(`${pre}embeddings.word_embeddings.weight`, [c.vocabSize, D], normal);
+  spec(`${pre}embeddings.position_embeddings.weight`, [c.positionRows, D], normal);
+  spec(`${pre}embeddings.token_type_embeddings.weight`, [c.typeVocabSize, D], normal);
   norm(`${pre}embeddings.LayerNorm`);
   for (let i = 0; i < c.numLayers; i++) {
     const p = `${pre}encoder.layer.${i}`;
@@ -201,16 +166,15 @@ function params(c: BertConfig): ParamSpec[] {
   const head = headNames(c.variant);
   lin(head.dense, D, D);
   norm(head.norm);
-  if (!c.tieEmbeddings) specs.push({ name: n(head.decoder), shape: [c.vocabSize, D], init: normal });
-  specs.push({ name: n(head.bias), shape: [c.vocabSize], init: zeros });
+  if (!c.tieEmbeddings) spec(head.decoder, [c.vocabSize, D], normal);
+  spec(head.bias, [c.vocabSize], zeros);
   return specs;
 }
 
 function forward(g: Graph, p: ParamSource, c: BertConfig, inputs: MaskedInputs) {
   const D = c.hiddenSize;
   const pre = PREFIX[c.variant];
-  const n = (name: string): string => c.names[name] ?? name;
-  const get = (name: string, shape: number[]): Tensor => p.get(n(name), shape);
+  const get = (name: string, shape: number[]): Tensor => p.get(name, shape);
   const lin = (x: Tensor, name: string, out: number): Tensor => nn.linear(x, get(`${name}.weight`, [out, lastDim(x)]), get(`${name}.bias`, [out]));
   const norm = (x: Tensor, name: string): Tensor => nn.layerNorm(x, get(`${name}.weight`, [D]), get(`${name}.bias`, [D]), c.normEps);
   const act = nn.activation(c.act);
@@ -263,7 +227,6 @@ export const bertFamily: MaskedFamily<BertConfig> = {
   positionIds,
   outputHead: (c) => {
     const head = headNames(c.variant);
-    const n = (name: string): string => c.names[name] ?? name;
-    return { weight: c.tieEmbeddings ? n(`${PREFIX[c.variant]}embeddings.word_embeddings.weight`) : n(head.decoder), bias: n(head.bias) };
+    return { weight: c.tieEmbeddings ? `${PREFIX[c.variant]}embeddings.word_embeddings.weight` : head.decoder, bias: head.bias };
   },
 };

@@ -21,6 +21,12 @@ export interface ParamSpec {
   name: string;
   shape: number[];
   init: Init;
+  /**
+   * Other names a checkpoint may give this tensor (older transformers versions, a bare base model
+   * saved without its prefix), most likely first. Loading stores the tensor under `name`, so a
+   * family's graph asks for one spelling only.
+   */
+  aliases?: string[];
 }
 
 /** Fields every family config shares. */
@@ -77,7 +83,7 @@ interface FamilyBase<C extends BaseConfig> {
   parseConfig(config: HfConfig): C;
   params(config: C): ParamSpec[];
   /** The output matrix ([V, D]) and bias the hidden state feeds, by tensor name (for MARIA's head init). */
-  outputHead(config: C, has: (name: string) => boolean): { weight: string; bias: string | null };
+  outputHead(config: C): { weight: string; bias: string | null };
 }
 
 export interface CausalFamily<C extends BaseConfig = BaseConfig> extends FamilyBase<C> {
@@ -104,7 +110,7 @@ export type Family = CausalFamily | MaskedFamily;
  */
 export function logitsAtRows<C extends BaseConfig>(family: FamilyBase<C>, config: C, p: ParamSource, hidden: Tensor, rows: Tensor): Tensor {
   const picked = hiddenAtRows(hidden, rows, config.hiddenSize);
-  const head = family.outputHead(config, p.has);
+  const head = family.outputHead(config);
   return nn.linear(picked, p.get(head.weight, [config.vocabSize, config.hiddenSize]), head.bias ? p.get(head.bias, [config.vocabSize]) : null);
 }
 

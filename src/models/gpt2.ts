@@ -2,13 +2,11 @@
 // projections are Conv1D layers stored [in, out] (the transpose of nn.Linear): y = x @ W + b.
 // Checkpoints saved from GPT2LMHeadModel name tensors "transformer.h.0..."; ones saved from
 // GPT2Model (among them the original Hub uploads) have no "transformer." prefix. Both load.
-import { dirname } from 'node:path';
 import type { Tensor } from '../engine/graph.js';
 import * as F from '../engine/ops.js';
 import * as nn from '../engine/nn.js';
-import { openCheckpoint } from '../io/safetensors.js';
 import { HfConfig, ModelFolderError } from './config.js';
-import type { BaseConfig, CausalFamily, ParamSpec } from './family.js';
+import type { BaseConfig, CausalFamily, Init, ParamSpec } from './family.js';
 
 export interface Gpt2Config extends BaseConfig {
   numHeads: number;
@@ -19,21 +17,7 @@ export interface Gpt2Config extends BaseConfig {
   scaleAttnWeights: boolean;
   scaleByInverseLayerIdx: boolean;
   tieEmbeddings: boolean;
-  /** "transformer." or "" — how the checkpoint spells the base model's tensors. */
-  prefix: string;
   initStd: number;
-}
-
-/** Which spelling the checkpoint next to `c.file` uses; "transformer." when it cannot tell. */
-function checkpointPrefix(c: HfConfig): string {
-  try {
-    const weights = openCheckpoint(dirname(c.file));
-    if (weights.has('transformer.wte.weight')) return 'transformer.';
-    if (weights.has('wte.weight')) return '';
-  } catch {
-    // No readable weights (a config built in memory, or a broken folder): loading reports it.
-  }
-  return 'transformer.';
 }
 
 function parseConfig(c: HfConfig): Gpt2Config {
@@ -57,7 +41,6 @@ function parseConfig(c: HfConfig): Gpt2Config {
     scaleByInverseLayerIdx: c.bool('scale_attn_by_inverse_layer_idx', false),
     // reorder_and_upcast_attn only changes the order of float32 operations: nothing to do here.
     tieEmbeddings: c.tieWordEmbeddings(),
-    prefix: checkpointPrefix(c),
     initStd: c.num('initializer_range', 0.02),
   };
 }
@@ -67,16 +50,21 @@ function params(c: Gpt2Config): ParamSpec[] {
   const ones = { kind: 'ones' } as const;
   const zeros = { kind: 'zeros' } as const;
   const D = c.hiddenSize;
-  const t = c.prefix;
-  const specs: ParamSpec[] = [
-    { name: `${t}wte.weight`, shape: [c.vocabSize, D], init: normal },
-    { name: `${t}wpe.weight`, shape: [c.maxPositions, D], init: normal },
-  ];
+  const t = 'transformer.';
+  const specs: ParamSpec[] = [];
+  // GPT2Model (and old Hub uploads) save the base model's tensors without the "transformer." prefix.
+  const spec = (name: string, shape: number[], init: Init): void => {
+    specs.push({ name, shape, init, ...(name.startsWith(t) && { aliases: [name.slice(t.length)] }) });
+  };
+  spec(`${t}wte.weight`, [c.vocabSize, D], normal);
+  spec(`${t}wpe.weight`, [c.maxPositions, D], normal);
   const ln = (name: string): void => {
-    specs.push({ name: `${name}.weight`, shape: [D], init: ones }, { name: `${name}.bias`, shape: [D], init: zeros });
+    spec(`${name}.weight`, [D], ones);
+    spec(`${name}.bias`, [D], zeros);
   };
   const conv = (name: string, inp: number, out: number): void => {
-    specs.push({ name: `${name}.weight`, shape: [inp, out], init: normal }, { name: `${name}.bias`, shape: [out], init: zeros });
+    spec(`${name}.weight`, [inp, out], normal);
+    spec(`${name}.bias`, [out], zeros);
   };
   for (let i = 0; i < c.numLayers; i++) {
     const p = `${t}h.${i}`;
@@ -88,15 +76,14 @@ function params(c: Gpt2Config): ParamSpec[] {
     conv(`${p}.mlp.c_proj`, c.innerSize, D);
   }
   ln(`${t}ln_f`);
-  if (!c.tieEmbeddings) specs.push({ name: 'lm_head.weight', shape: [c.vocabSize, D], init: normal });
+  if (!c.tieEmbeddings) spec('lm_head.weight', [c.vocabSize, D], normal);
   return specs;
 }
 
 const forward: CausalFamily<Gpt2Config>['forward'] = (_g, p, c, inputs) => {
   const D = c.hiddenSize;
   const act = nn.activation(c.act);
-  // Prefer the spelling the config found; fall back to the other for weights given in memory.
-  const t = p.has(`${c.prefix}wte.weight`) ? c.prefix : c.prefix === '' ? 'transformer.' : '';
+  const t = 'transformer.';
   const ln = (x: Tensor, name: string): Tensor => nn.layerNorm(x, p.get(`${name}.weight`, [D]), p.get(`${name}.bias`, [D]), c.normEps);
   const conv = (x: Tensor, name: string, inp: number, out: number): Tensor =>
     F.add(F.matmul(x, p.get(`${name}.weight`, [inp, out])), p.get(`${name}.bias`, [out]));
@@ -136,9 +123,5 @@ export const gpt2Family: CausalFamily<Gpt2Config> = {
   params,
   cacheShape: (c) => ({ kvHeads: c.numHeads, headDim: c.headDim }),
   forward,
-  outputHead: (c, has) => {
-    if (!c.tieEmbeddings) return { weight: 'lm_head.weight', bias: null };
-    const t = has(`${c.prefix}wte.weight`) ? c.prefix : c.prefix === '' ? 'transformer.' : '';
-    return { weight: `${t}wte.weight`, bias: null };
-  },
+  outputHead: (c) => ({ weight: c.tieEmbeddings ? 'transformer.wte.weight' : 'lm_head.weight', bias: null }),
 };

@@ -12,9 +12,9 @@
 import type { Graph, Tensor } from '../engine/graph.js';
 import * as F from '../engine/ops.js';
 import * as nn from '../engine/nn.js';
-import { checkpointNames, resolveNames, tokenIndices } from './bert.js';
+import { tokenIndices } from './bert.js';
 import { HfConfig, ModelFolderError } from './config.js';
-import type { BaseConfig, MaskedFamily, MaskedInputs, ParamSource, ParamSpec } from './family.js';
+import type { BaseConfig, Init, MaskedFamily, MaskedInputs, ParamSource, ParamSpec } from './family.js';
 
 export interface ModernBertConfig extends BaseConfig {
   numHeads: number;
@@ -35,8 +35,6 @@ export interface ModernBertConfig extends BaseConfig {
   /** Per layer: half-width of the local window (null = global attention) and the RoPE base. */
   layers: Array<{ window: number | null; theta: number }>;
   initStd: number;
-  /** Canonical parameter name → the spelling in the checkpoint, where it differs. */
-  names: Record<string, string>;
 }
 
 const DEFAULT_GLOBAL_THETA = 160_000;
@@ -111,7 +109,7 @@ function parseConfig(c: HfConfig): ModernBertConfig {
   else localTheta = DEFAULT_LOCAL_THETA;
   localTheta = num(localTheta, 'local_rope_theta');
 
-  const config: ModernBertConfig = {
+  return {
     vocabSize: c.int('vocab_size', 50368),
     hiddenSize,
     numLayers,
@@ -130,15 +128,7 @@ function parseConfig(c: HfConfig): ModernBertConfig {
     tieEmbeddings: c.tieWordEmbeddings(),
     layers: global.map((g) => (g ? { window: null, theta: globalTheta } : { window: halfWindow, theta: localTheta })),
     initStd: c.num('initializer_range', 0.02),
-    names: {},
   };
-  // A checkpoint saved from the bare ModernBertModel has no "model." prefix.
-  config.names = resolveNames(
-    params(config).map((s) => s.name),
-    (name) => (name.startsWith('model.') ? [name.slice('model.'.length)] : []),
-    checkpointNames(c),
-  );
-  return config;
 }
 
 function params(c: ModernBertConfig): ParamSpec[] {
@@ -147,17 +137,20 @@ function params(c: ModernBertConfig): ParamSpec[] {
   const outStd = std / Math.sqrt(2 * c.numLayers);
   const ones = { kind: 'ones' } as const;
   const zeros = { kind: 'zeros' } as const;
-  const n = (name: string): string => c.names[name] ?? name;
   const specs: ParamSpec[] = [];
+  // A checkpoint saved from the bare ModernBertModel has no "model." prefix.
+  const spec = (name: string, shape: number[], init: Init): void => {
+    specs.push({ name, shape, init, ...(name.startsWith('model.') && { aliases: [name.slice('model.'.length)] }) });
+  };
   const lin = (name: string, out: number, inp: number, bias: boolean, s: number): void => {
-    specs.push({ name: n(`${name}.weight`), shape: [out, inp], init: { kind: 'normal', std: s } });
-    if (bias) specs.push({ name: n(`${name}.bias`), shape: [out], init: zeros });
+    spec(`${name}.weight`, [out, inp], { kind: 'normal', std: s });
+    if (bias) spec(`${name}.bias`, [out], zeros);
   };
   const norm = (name: string): void => {
-    specs.push({ name: n(`${name}.weight`), shape: [D], init: ones });
-    if (c.normBias) specs.push({ name: n(`${name}.bias`), shape: [D], init: zeros });
+    spec(`${name}.weight`, [D], ones);
+    if (c.normBias) spec(`${name}.bias`, [D], zeros);
   };
-  specs.push({ name: n('model.embeddings.tok_embeddings.weight'), shape: [c.vocabSize, D], init: { kind: 'normal', std } });
+  spec('model.embeddings.tok_embeddings.weight', [c.vocabSize, D], { kind: 'normal', std });
   norm('model.embeddings.norm');
   for (let i = 0; i < c.numLayers; i++) {
     const p = `model.layers.${i}`;
@@ -171,15 +164,14 @@ function params(c: ModernBertConfig): ParamSpec[] {
   norm('model.final_norm');
   lin('head.dense', D, D, c.headBias, outStd);
   norm('head.norm');
-  if (!c.tieEmbeddings) specs.push({ name: n('decoder.weight'), shape: [c.vocabSize, D], init: { kind: 'normal', std: outStd } });
-  if (c.decoderBias) specs.push({ name: n('decoder.bias'), shape: [c.vocabSize], init: zeros });
+  if (!c.tieEmbeddings) spec('decoder.weight', [c.vocabSize, D], { kind: 'normal', std: outStd });
+  if (c.decoderBias) spec('decoder.bias', [c.vocabSize], zeros);
   return specs;
 }
 
 function forward(g: Graph, p: ParamSource, c: ModernBertConfig, inputs: MaskedInputs) {
   const D = c.hiddenSize;
-  const n = (name: string): string => c.names[name] ?? name;
-  const get = (name: string, shape: number[]): Tensor => p.get(n(name), shape);
+  const get = (name: string, shape: number[]): Tensor => p.get(name, shape);
   const lin = (x: Tensor, name: string, out: number, inp: number, bias: boolean): Tensor =>
     nn.linear(x, get(`${name}.weight`, [out, inp]), bias ? get(`${name}.bias`, [out]) : null);
   const norm = (x: Tensor, name: string): Tensor => nn.layerNorm(x, get(`${name}.weight`, [D]), c.normBias ? get(`${name}.bias`, [D]) : null, c.normEps);
@@ -245,8 +237,5 @@ export const modernBertFamily: MaskedFamily<ModernBertConfig> = {
   parseConfig,
   params,
   forward,
-  outputHead: (c) => {
-    const n = (name: string): string => c.names[name] ?? name;
-    return { weight: n(c.tieEmbeddings ? 'model.embeddings.tok_embeddings.weight' : 'decoder.weight'), bias: c.decoderBias ? n('decoder.bias') : null };
-  },
+  outputHead: (c) => ({ weight: c.tieEmbeddings ? 'model.embeddings.tok_embeddings.weight' : 'decoder.weight', bias: c.decoderBias ? 'decoder.bias' : null }),
 };

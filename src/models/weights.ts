@@ -19,14 +19,15 @@ export function loadParams(dir: string, specs: ParamSpec[]): ParamMap {
   }
   const out: ParamMap = new Map();
   for (const spec of specs) {
-    if (!source.has(spec.name)) {
+    const stored = [spec.name, ...(spec.aliases ?? [])].find((name) => source.has(name));
+    if (stored === undefined) {
       throw new ModelFolderError(`${dir}: the weights have no tensor "${spec.name}" that config.json implies (found ${source.names().length} tensors, e.g. ${source.names().slice(0, 3).join(', ')})`);
     }
-    const info = source.info(spec.name);
+    const info = source.info(stored);
     if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i])) {
-      throw new ModelFolderError(`${dir}: tensor "${spec.name}" has shape [${info.shape}] but config.json implies [${spec.shape}]`);
+      throw new ModelFolderError(`${dir}: tensor "${stored}" has shape [${info.shape}] but config.json implies [${spec.shape}]`);
     }
-    out.set(spec.name, { data: source.getFloat32(spec.name), shape: spec.shape });
+    out.set(spec.name, { data: source.getFloat32(stored), shape: spec.shape });
   }
   return out;
 }
