@@ -103,6 +103,11 @@ describe('BigramModel (interpolated Kneser–Ney)', () => {
     const alone = bigramMaskedPerplexity(m, passages, [[false, false, false, false, false, false, true, true]], 7);
     expect(alone.tokens).toBe(2);
     expect(alone.ppl).toBeGreaterThan(1.5);
+    // The left bigram ignores the right neighbour: the third masked token (after a masked one) is
+    // then a unigram guess, 1 of 3; the others have their left neighbour.
+    const left = bigramMaskedPerplexity(m, passages, masks, 7, 'left');
+    expect(left.tokens).toBe(4);
+    expect(left.nll).toBeCloseTo(Math.log(3) / 4, 2);
     // An unpredictable stream is not: uniform i.i.d. tokens give about V.
     const r = mulberry32(1);
     const noise = Array.from({ length: 50_000 }, () => Math.floor(r() * 16));
@@ -230,6 +235,8 @@ describe('evaluation on tiny random models', () => {
     for (const x of report.mlm!) {
       expect(Number.isFinite(x.bigram.ppl)).toBe(true);
       expect(x.ratio).toBeCloseTo(x.bigram.ppl / x.model.ppl, 10);
+      expect(x.leftBigram.tokens).toBe(x.model.tokens);
+      expect(x.leftRatio).toBeCloseTo(x.leftBigram.ppl / x.model.ppl, 10);
     }
   });
 
@@ -317,7 +324,8 @@ describe('evaluation on tiny random models', () => {
       renderCard({ kind, dir: mlmDir, info: readModelInfo(kind === 'ar' ? arDir : mlmDir), parameters: 10, tokenizerSha256: 'cd'.repeat(32), stages: [{ run: null, command: null }], data: { trainTokens: 1000, validationTokens: 100 }, evalCommand: 'x' }, report, report);
     expect(withInDomain('ar')).toContain(`### The same check in-domain`);
     expect(withInDomain('ar')).toContain(`| validation split | **${report.ar!.model.ppl.toFixed(2)}** | ${report.ar!.bigram.ppl.toFixed(2)} |`);
-    expect(withInDomain('mlm')).toContain(`| ${report.mlm![0].rate} | **${report.mlm![0].model.ppl.toFixed(2)}** | ${report.mlm![0].bigram.ppl.toFixed(2)} |`);
+    const m0 = report.mlm![0];
+    expect(withInDomain('mlm')).toContain(`| ${m0.rate} | **${m0.model.ppl.toFixed(2)}** | ${m0.bigram.ppl.toFixed(2)} | ${m0.ratio.toFixed(2)}× | ${m0.leftBigram.ppl.toFixed(2)} | ${m0.leftRatio.toFixed(2)}× |`);
 
     const dir = join(root, 'card');
     mkdirSync(dir);

@@ -284,14 +284,17 @@ export function renderCard(c: CardInput, r: EvaluationReport, inDomain?: Evaluat
   if (!isAr && r.mlm) {
     L.push('Masked-token perplexity: each passage fed as `[BOS] passage [EOS]` with every text token masked independently at the rate (seeded per passage, at least one mask), **one pass**, and exp of the mean NLL of the true tokens at the masked positions, each scored on its own (the standard MLM metric; not a joint likelihood of the masked tokens).', '');
     L.push(
-      'The bigram baseline sees the same masks and predicts each masked token from its **immediate neighbours only**: p(x_i | x_{i−1}, x_{i+1}) ∝ p(x_i | x_{i−1}) · p(x_{i+1} | x_i), normalised over the vocabulary, with the true left neighbour (`[BOS]` for the first token) when it is not masked and the true right neighbour when it is not masked (none after the last token); with only the left neighbour, p(x_i | x_{i−1}); with only the right one, ∝ p₁(x_i) · p(x_{i+1} | x_i); with neither, p₁(x_i), where p₁ is the add-one unigram of the training stream. The MLM sees the whole passage.',
+      'The bigram baseline sees the same masks. The **two-sided bigram**, the fair baseline for a model that sees both sides, predicts each masked token from its immediate neighbours: p(x_i | x_{i−1}, x_{i+1}) ∝ p(x_i | x_{i−1}) · p(x_{i+1} | x_i), normalised over the vocabulary, with the true left neighbour (`[BOS]` for the first token) when it is not masked and the true right neighbour when it is not masked (none after the last token); with only the left neighbour, p(x_i | x_{i−1}); with only the right one, ∝ p₁(x_i) · p(x_{i+1} | x_i); with neither, p₁(x_i), where p₁ is the add-one unigram of the training stream. The **left bigram** is the plain bigram p(x_i | x_{i−1}) on the same tokens (p₁(x_i) when the left neighbour is masked). The MLM sees the whole passage.',
       '',
     );
-    L.push('| mask rate | masked tokens | MLM perplexity | bigram perplexity | bigram / MLM |', '| ---: | ---: | ---: | ---: | ---: |');
-    for (const m of r.mlm) L.push(`| ${m.rate} | ${int(m.model.tokens)} | **${f2(m.model.ppl)}** | ${f2(m.bigram.ppl)} | ${times(m.ratio)} |`);
+    L.push('| mask rate | masked tokens | MLM perplexity | two-sided bigram | two-sided / MLM | left bigram | left / MLM |', '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    for (const m of r.mlm) L.push(`| ${m.rate} | ${int(m.model.tokens)} | **${f2(m.model.ppl)}** | ${f2(m.bigram.ppl)} | ${times(m.ratio)} | ${f2(m.leftBigram.ppl)} | ${times(m.leftRatio)} |`);
     L.push('');
     const [lo, hi] = [r.mlm[0], r.mlm.at(-1)!];
-    L.push(`At mask rate ${lo.rate} the MLM's masked-token perplexity is ${f2(lo.model.ppl)}, **${versus(lo.model.ppl, lo.bigram.ppl)} the two-sided bigram's ${f2(lo.bigram.ppl)}**; at mask rate ${hi.rate} it is ${f2(hi.model.ppl)}, **${versus(hi.model.ppl, hi.bigram.ppl)} the bigram's ${f2(hi.bigram.ppl)}**.`, '');
+    L.push(
+      `At mask rate ${lo.rate} the MLM's masked-token perplexity is ${f2(lo.model.ppl)}, **${versus(lo.model.ppl, lo.bigram.ppl)} the two-sided bigram's ${f2(lo.bigram.ppl)}** and ${versus(lo.model.ppl, lo.leftBigram.ppl)} the left bigram's ${f2(lo.leftBigram.ppl)}; at mask rate ${hi.rate} it is ${f2(hi.model.ppl)}, **${versus(hi.model.ppl, hi.bigram.ppl)} the two-sided bigram's ${f2(hi.bigram.ppl)}** and ${versus(hi.model.ppl, hi.leftBigram.ppl)} the left bigram's ${f2(hi.leftBigram.ppl)}.`,
+      '',
+    );
   }
   if (inDomain) L.push(...inDomainLines(isAr, inDomain));
   L.push(`Reproduce: \`${c.evalCommand}\`.`, '');
@@ -388,8 +391,8 @@ function inDomainLines(isAr: boolean, r: EvaluationReport): string[] {
   L.push(`On ${r.passages} windows of ${r.length} tokens from the ${r.documents} documents of the pretraining corpus' validation split (never trained on; same sources as the training text), chosen and masked the same way, against the same bigram:`, '');
   if (isAr && r.ar) L.push(`| | AR perplexity | bigram | bigram / AR |`, '| --- | ---: | ---: | ---: |', `| validation split | **${f2(r.ar.model.ppl)}** | ${f2(r.ar.bigram.ppl)} | ${times(r.ar.ratio)} |`, '');
   if (!isAr && r.mlm) {
-    L.push('| mask rate | MLM perplexity | two-sided bigram | bigram / MLM |', '| ---: | ---: | ---: | ---: |');
-    for (const m of r.mlm) L.push(`| ${m.rate} | **${f2(m.model.ppl)}** | ${f2(m.bigram.ppl)} | ${times(m.ratio)} |`);
+    L.push('| mask rate | MLM perplexity | two-sided bigram | two-sided / MLM | left bigram | left / MLM |', '| ---: | ---: | ---: | ---: | ---: | ---: |');
+    for (const m of r.mlm) L.push(`| ${m.rate} | **${f2(m.model.ppl)}** | ${f2(m.bigram.ppl)} | ${times(m.ratio)} | ${f2(m.leftBigram.ppl)} | ${times(m.leftRatio)} |`);
     L.push('');
   }
   return L;
@@ -398,7 +401,10 @@ function inDomainLines(isAr: boolean, r: EvaluationReport): string[] {
 function table(r: EvaluationReport): string {
   const rows: string[][] = [['metric', 'model', 'bigram', 'bigram/model']];
   if (r.ar) rows.push(['AR perplexity', f2(r.ar.model.ppl), f2(r.ar.bigram.ppl), times(r.ar.ratio)]);
-  for (const m of r.mlm ?? []) rows.push([`MLM ppl @ mask ${m.rate} (${m.model.tokens} masked)`, f2(m.model.ppl), f2(m.bigram.ppl), times(m.ratio)]);
+  for (const m of r.mlm ?? []) {
+    rows.push([`MLM ppl @ mask ${m.rate} (${m.model.tokens} masked)`, f2(m.model.ppl), `${f2(m.bigram.ppl)} two-sided`, times(m.ratio)]);
+    rows.push(['', '', `${f2(m.leftBigram.ppl)} left`, times(m.leftRatio)]);
+  }
   const widths = rows[0].map((_, j) => Math.max(...rows.map((row) => row[j].length)));
   return rows.map((row) => row.map((cell, j) => (j === 0 ? cell.padEnd(widths[j]) : cell.padStart(widths[j]))).join('   ')).join('\n');
 }

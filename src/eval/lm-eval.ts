@@ -404,9 +404,10 @@ export function bigramArPerplexity(model: BigramModel, passages: readonly Passag
  * The bigram as a masked-token predictor on the same masks as the MLM: BigramModel.twoSided with
  * the true left neighbour when it is unmasked ([BOS] for the first token) and the true right
  * neighbour when it is unmasked (none after the last token: the passage is cut from running text,
- * and the [EOS] the MLM sees there is a window marker, not a document end).
+ * and the [EOS] the MLM sees there is a window marker, not a document end). With `sides` 'left',
+ * the right neighbour is never used: the plain bigram p(x_i | x_{i−1}), as an AR would score it.
  */
-export function bigramMaskedPerplexity(model: BigramModel, passages: readonly Passage[], masks: readonly boolean[][], bos: number): Perplexity {
+export function bigramMaskedPerplexity(model: BigramModel, passages: readonly Passage[], masks: readonly boolean[][], bos: number, sides: 'both' | 'left' = 'both'): Perplexity {
   const scratch = new Float64Array(model.vocabSize);
   let sum = 0;
   let tokens = 0;
@@ -415,7 +416,7 @@ export function bigramMaskedPerplexity(model: BigramModel, passages: readonly Pa
     p.ids.forEach((id, i) => {
       if (!m[i]) return;
       const prev = i === 0 ? bos : m[i - 1] ? null : p.ids[i - 1];
-      const next = i + 1 >= p.ids.length || m[i + 1] ? null : p.ids[i + 1];
+      const next = sides === 'left' || i + 1 >= p.ids.length || m[i + 1] ? null : p.ids[i + 1];
       sum -= Math.log(model.twoSided(prev, next, scratch)[id]);
       tokens++;
     });
@@ -564,7 +565,8 @@ export interface EvaluationReport {
   genres: Record<string, number>;
   bigram: { discount: number; continuationDiscount: number; trainingTokens: number; distinctBigrams: number };
   ar?: { model: Perplexity; bigram: Perplexity; ratio: number };
-  mlm?: Array<{ rate: number; model: Perplexity; bigram: Perplexity; ratio: number }>;
+  /** Per mask rate: the MLM, the two-sided bigram (`bigram`, `ratio` = its ppl / the MLM's) and the left-context bigram. */
+  mlm?: Array<{ rate: number; model: Perplexity; bigram: Perplexity; ratio: number; leftBigram: Perplexity; leftRatio: number }>;
   samples: { ar?: ArSample[]; mlm?: MlmFill[] };
   /** Seconds per phase. */
   seconds: Record<string, number>;
@@ -617,7 +619,8 @@ export async function evaluate(o: EvaluationOptions): Promise<EvaluationReport> 
       const masks = maskPassages(o.passages, rate, seed);
       const model = await timed(`mlm@${rate}`, () => mlmPerplexity(mlm, o.passages, masks, specials, batch));
       const bigram = await timed(`bigram-masked@${rate}`, () => bigramMaskedPerplexity(o.bigram, o.passages, masks, specials.bos));
-      report.mlm.push({ rate, model, bigram, ratio: bigram.ppl / model.ppl });
+      const leftBigram = bigramMaskedPerplexity(o.bigram, o.passages, masks, specials.bos, 'left');
+      report.mlm.push({ rate, model, bigram, ratio: bigram.ppl / model.ppl, leftBigram, leftRatio: leftBigram.ppl / model.ppl });
     }
     if (o.samples !== false) report.samples.mlm = await timed('mlm-fills', () => mlmFills(mlm, o.tokenizer, o.passages, specials));
   }
