@@ -15,28 +15,16 @@ import type { Tensor } from '../engine/graph.js';
 import * as F from '../engine/ops.js';
 import * as nn from '../engine/nn.js';
 import { HfConfig, ModelFolderError } from './config.js';
-import type { BaseConfig, CausalFamily, ParamSpec } from './family.js';
+import type { CausalFamily, ParamSpec } from './family.js';
+import { readGlobalLayers, readModernBertShape, type ModernBertShape } from './modernbert.js';
 
 type LayerType = 'full_attention' | 'sliding_attention';
 
-export interface ModernBertDecoderConfig extends BaseConfig {
-  numHeads: number;
-  headDim: number;
-  intermediateSize: number;
-  act: string;
-  headAct: string;
-  normEps: number;
-  normBias: boolean;
-  attentionBias: boolean;
-  mlpBias: boolean;
-  headBias: boolean;
-  decoderBias: boolean;
-  tieEmbeddings: boolean;
+export interface ModernBertDecoderConfig extends ModernBertShape {
   layerTypes: LayerType[];
   /** Keys a sliding layer's query sees, itself included. */
   slidingWindow: number;
   ropeTheta: Record<LayerType, number>;
-  initStd: number;
 }
 
 function ropeThetas(c: HfConfig): Record<LayerType, number> {
@@ -63,54 +51,14 @@ function ropeThetas(c: HfConfig): Record<LayerType, number> {
 }
 
 function parseConfig(c: HfConfig): ModernBertDecoderConfig {
-  const hiddenSize = c.int('hidden_size');
-  const numHeads = c.int('num_attention_heads');
-  if (numHeads === 0 || hiddenSize % numHeads !== 0) {
-    throw new ModelFolderError(`${c.file}: "hidden_size" (${hiddenSize}) is not a multiple of "num_attention_heads" (${numHeads})`);
-  }
-  const numLayers = c.int('num_hidden_layers');
-  let layerTypes: LayerType[];
-  const raw = c.raw.layer_types;
-  if (Array.isArray(raw)) {
-    if (raw.length !== numLayers) throw new ModelFolderError(`${c.file}: "layer_types" has ${raw.length} entries for ${numLayers} layers`);
-    layerTypes = raw.map((t, i) => {
-      if (t !== 'full_attention' && t !== 'sliding_attention') {
-        throw new ModelFolderError(`${c.file}: "layer_types"[${i}] is ${JSON.stringify(t)}; expected "full_attention" or "sliding_attention"`);
-      }
-      return t;
-    });
-  } else {
-    const every = c.int('global_attn_every_n_layers', 3);
-    if (every === 0) throw new ModelFolderError(`${c.file}: "global_attn_every_n_layers" must be at least 1`);
-    layerTypes = Array.from({ length: numLayers }, (_, i) => (i % every === 0 ? 'full_attention' : 'sliding_attention'));
-  }
+  const shape = readModernBertShape(c);
+  const layerTypes = readGlobalLayers(c, shape.numLayers).map((g): LayerType => (g ? 'full_attention' : 'sliding_attention'));
   const localAttention = c.int('local_attention', 128);
   const slidingWindow = Math.floor(localAttention / 2);
   if (slidingWindow < 1 && layerTypes.includes('sliding_attention')) {
     throw new ModelFolderError(`${c.file}: "local_attention" (${localAttention}) gives sliding layers an empty window`);
   }
-  return {
-    vocabSize: c.int('vocab_size'),
-    hiddenSize,
-    numLayers,
-    maxPositions: c.int('max_position_embeddings', 8192),
-    numHeads,
-    headDim: hiddenSize / numHeads,
-    intermediateSize: c.int('intermediate_size'),
-    act: c.activation('hidden_activation', 'gelu'),
-    headAct: c.activation('classifier_activation', 'gelu'),
-    normEps: c.num('norm_eps', 1e-5),
-    normBias: c.bool('norm_bias', false),
-    attentionBias: c.bool('attention_bias', false),
-    mlpBias: c.bool('mlp_bias', false),
-    headBias: c.bool('classifier_bias', false),
-    decoderBias: c.bool('decoder_bias', true),
-    tieEmbeddings: c.tieWordEmbeddings(),
-    layerTypes,
-    slidingWindow,
-    ropeTheta: ropeThetas(c),
-    initStd: c.num('initializer_range', 0.02),
-  };
+  return { ...shape, layerTypes, slidingWindow, ropeTheta: ropeThetas(c) };
 }
 
 function params(c: ModernBertDecoderConfig): ParamSpec[] {

@@ -16,7 +16,8 @@ import { tokenIndices } from './bert.js';
 import { HfConfig, ModelFolderError } from './config.js';
 import type { BaseConfig, Init, MaskedFamily, MaskedInputs, ParamSource, ParamSpec } from './family.js';
 
-export interface ModernBertConfig extends BaseConfig {
+/** What ModernBERT and its causal sibling (the Ettin decoder) read alike from config.json. */
+export interface ModernBertShape extends BaseConfig {
   numHeads: number;
   headDim: number;
   intermediateSize: number;
@@ -32,9 +33,12 @@ export interface ModernBertConfig extends BaseConfig {
   headBias: boolean;
   decoderBias: boolean;
   tieEmbeddings: boolean;
+  initStd: number;
+}
+
+export interface ModernBertConfig extends ModernBertShape {
   /** Per layer: half-width of the local window (null = global attention) and the RoPE base. */
   layers: Array<{ window: number | null; theta: number }>;
-  initStd: number;
 }
 
 const DEFAULT_GLOBAL_THETA = 160_000;
@@ -54,32 +58,56 @@ function ropeParams(c: HfConfig, layerType: string): Record<string, unknown> | n
   return v as Record<string, unknown>;
 }
 
-function parseConfig(c: HfConfig): ModernBertConfig {
-  c.checkRopeScaling();
+/** The shared fields, with the defaults of transformers' ModernBertConfig (ModernBertDecoderConfig's are the same). */
+export function readModernBertShape(c: HfConfig): ModernBertShape {
   const hiddenSize = c.int('hidden_size', 768);
   const numHeads = c.int('num_attention_heads', 12);
   if (numHeads === 0 || hiddenSize % numHeads !== 0) {
-    throw new ModelFolderError(`${c.file}: hidden_size (${hiddenSize}) is not a multiple of num_attention_heads (${numHeads})`);
+    throw new ModelFolderError(`${c.file}: "hidden_size" (${hiddenSize}) is not a multiple of "num_attention_heads" (${numHeads})`);
   }
-  const numLayers = c.int('num_hidden_layers', 22);
+  return {
+    vocabSize: c.int('vocab_size', 50368),
+    hiddenSize,
+    numLayers: c.int('num_hidden_layers', 22),
+    maxPositions: c.int('max_position_embeddings', 8192),
+    numHeads,
+    headDim: hiddenSize / numHeads,
+    intermediateSize: c.int('intermediate_size', 1152),
+    act: c.activation('hidden_activation', 'gelu'),
+    headAct: c.activation('classifier_activation', 'gelu'),
+    normEps: c.num('norm_eps', 1e-5),
+    normBias: c.bool('norm_bias', false),
+    attentionBias: c.bool('attention_bias', false),
+    mlpBias: c.bool('mlp_bias', false),
+    headBias: c.bool('classifier_bias', false),
+    decoderBias: c.bool('decoder_bias', true),
+    tieEmbeddings: c.tieWordEmbeddings(),
+    initStd: c.num('initializer_range', 0.02),
+  };
+}
 
-  // Which layers are global: layer_types (transformers 5) or every n-th layer from 0.
-  let global: boolean[];
+/** Per layer, whether it attends globally: `layer_types` (transformers 5) or every n-th layer from 0. */
+export function readGlobalLayers(c: HfConfig, numLayers: number): boolean[] {
   const layerTypes = c.raw.layer_types;
   if (layerTypes !== undefined && layerTypes !== null) {
     if (!Array.isArray(layerTypes) || layerTypes.length !== numLayers) {
       throw new ModelFolderError(`${c.file}: "layer_types" must list one entry per layer (${numLayers}), got ${JSON.stringify(layerTypes)}`);
     }
-    global = layerTypes.map((t, i) => {
+    return layerTypes.map((t, i) => {
       if (t === 'full_attention') return true;
       if (t === 'sliding_attention') return false;
       throw new ModelFolderError(`${c.file}: "layer_types[${i}]" is ${JSON.stringify(t)}; ModernBERT layers are "full_attention" or "sliding_attention"`);
     });
-  } else {
-    const every = c.int('global_attn_every_n_layers', 3);
-    if (every < 1) throw new ModelFolderError(`${c.file}: "global_attn_every_n_layers" must be at least 1, got ${every}`);
-    global = Array.from({ length: numLayers }, (_, i) => i % every === 0);
   }
+  const every = c.int('global_attn_every_n_layers', 3);
+  if (every < 1) throw new ModelFolderError(`${c.file}: "global_attn_every_n_layers" must be at least 1, got ${every}`);
+  return Array.from({ length: numLayers }, (_, i) => i % every === 0);
+}
+
+function parseConfig(c: HfConfig): ModernBertConfig {
+  c.checkRopeScaling();
+  const shape = readModernBertShape(c);
+  const global = readGlobalLayers(c, shape.numLayers);
 
   // The window: local_attention is the full width; transformers 5 also accepts sliding_window (= half).
   let localAttention = c.optNum('local_attention');
@@ -109,26 +137,7 @@ function parseConfig(c: HfConfig): ModernBertConfig {
   else localTheta = DEFAULT_LOCAL_THETA;
   localTheta = num(localTheta, 'local_rope_theta');
 
-  return {
-    vocabSize: c.int('vocab_size', 50368),
-    hiddenSize,
-    numLayers,
-    maxPositions: c.int('max_position_embeddings', 8192),
-    numHeads,
-    headDim: hiddenSize / numHeads,
-    intermediateSize: c.int('intermediate_size', 1152),
-    act: c.activation('hidden_activation', 'gelu'),
-    headAct: c.activation('classifier_activation', 'gelu'),
-    normEps: c.num('norm_eps', 1e-5),
-    normBias: c.bool('norm_bias', false),
-    attentionBias: c.bool('attention_bias', false),
-    mlpBias: c.bool('mlp_bias', false),
-    headBias: c.bool('classifier_bias', false),
-    decoderBias: c.bool('decoder_bias', true),
-    tieEmbeddings: c.tieWordEmbeddings(),
-    layers: global.map((g) => (g ? { window: null, theta: globalTheta } : { window: halfWindow, theta: localTheta })),
-    initStd: c.num('initializer_range', 0.02),
-  };
+  return { ...shape, layers: global.map((g) => (g ? { window: null, theta: globalTheta } : { window: halfWindow, theta: localTheta })) };
 }
 
 function params(c: ModernBertConfig): ParamSpec[] {
