@@ -21,8 +21,10 @@ export { anneal, arEnergy } from './maria/anneal.js';
 export type { AnnealOptions, AnnealResult } from './maria/anneal.js';
 
 // Evaluation, serving, the in-browser export
-export { evaluate, evaluateUnconditional } from './eval/infill-eval.js';
-export type { EvalOptions, EvalResults, EvaluateUnconditionalOptions, UnconditionalResults } from './eval/infill-eval.js';
+export { evaluate } from './eval/infill-eval.js';
+export type { EvalOptions, EvalResults } from './eval/infill-eval.js';
+export { evaluateUnconditional } from './eval/unconditional.js';
+export type { EvaluateUnconditionalOptions, UnconditionalResults } from './eval/unconditional.js';
 export { buildServer, shutdownOnSignals } from './server/app.js';
 export type { ServerOptions } from './server/app.js';
 export { exportWeb } from './web/export.js';

@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrownDoc } from '../src/data/corpus.js';
 import {
   DEFAULT_METHODS,
-  distinctN,
   evalMask,
   evaluate,
   parseMethod,
@@ -18,6 +17,7 @@ import {
 } from '../src/eval/infill-eval.js';
 import { brownPassages, type Passage } from '../src/eval/lm-eval.js';
 import { recoverOut, svgChart, writeReport } from '../src/eval/report.js';
+import { distinctN } from '../src/eval/util.js';
 import { infillWithMethod, mdlmElbo } from '../src/maria/baselines.js';
 import { Maria } from '../src/maria/maria.js';
 import { TextTokenizer } from '../src/tokenizer/tokenizer.js';

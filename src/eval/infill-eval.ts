@@ -2,6 +2,7 @@
 // and the same models, in one run (definitions of the methods in docs MARIA.md and
 // src/maria/baselines.ts). Library first: `evaluate(options)` returns an EvalResults object;
 // src/eval/report.ts turns it into results.json, report.md and SVG plots; `maria eval` is the CLI.
+// The scorer LM is in src/eval/scorer.ts, unconditional generation in src/eval/unconditional.ts.
 //
 // Per method × mask kind (i.i.d. / spans) × mask rate, over the passages:
 //
@@ -43,17 +44,27 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import { resolve } from 'node:path';
 import { seededHash } from '../data/corpus.js';
+import type { SessionOptions } from '../engine/runtime.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { anneal } from '../maria/anneal.js';
-import { infillWithMethod, mdlmElbo, plainArModel, releaseBaselines, scoreWithMethod } from '../maria/baselines.js';
+import { infillWithMethod, mdlmElbo, releaseBaselines, scoreWithMethod } from '../maria/baselines.js';
 import { bundleDigest, modelDigest } from '../maria/digest.js';
 import { Maria, type InfillResult } from '../maria/maria.js';
 import { InputError, randomMask, spanMask, type MaskedSequence } from '../maria/masks.js';
-import { logSoftmaxRow } from '../maria/sampling.js';
-import { CausalLM } from '../models/causal-lm.js';
 import { countParameters } from '../models/weights.js';
-import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { brownPassages, type Passage } from './lm-eval.js';
+import { bundleArScorer, loadScorer, scoreRows, type Scorer } from './scorer.js';
+import {
+  referenceUnconditional,
+  resolveUnconditional,
+  summariseUnconditional,
+  unconditionalSpecs,
+  type UncondSpec,
+  type UnconditionalOptions,
+  type UnconditionalResults,
+  type UnconditionalRow,
+  type UnconditionalSettings,
+} from './unconditional.js';
+import { derivedSeed, distinctN, now } from './util.js';
 
 // ---------------------------------------------------------------------------------------------
 // Methods
@@ -99,7 +110,7 @@ export function parseMethod(name: string): MethodSpec {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Masks and seeds
+// Masks
 
 export type MaskKind = 'random' | 'span';
 
@@ -109,106 +120,6 @@ export type MaskKind = 'random' | 'span';
  */
 export function evalMask(ids: readonly number[], rate: number, kind: MaskKind, seed: number): boolean[] {
   return kind === 'span' ? spanMask([...ids], rate, seed) : randomMask([...ids], rate, seed);
-}
-
-/** A 32-bit seed derived from the run seed and a key. */
-export function derivedSeed(seed: number, key: string): number {
-  return Math.floor(seededHash(seed, key) * 2 ** 32) >>> 0;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Metrics
-
-/**
- * distinct-n over token sequences: #distinct n-grams / #n-grams, pooled over all sequences. With
- * `touch`, only the n-grams covering at least one position where touch[i] is true count. Returns
- * null when there is no n-gram.
- */
-export function distinctN(seqs: readonly (readonly number[])[], n: number, touch?: readonly boolean[]): number | null {
-  const seen = new Set<string>();
-  let total = 0;
-  for (const s of seqs) {
-    for (let i = 0; i + n <= s.length; i++) {
-      if (touch) {
-        let any = false;
-        for (let j = i; j < i + n; j++) any ||= touch[j];
-        if (!any) continue;
-      }
-      seen.add(s.slice(i, i + n).join(','));
-      total++;
-    }
-  }
-  return total > 0 ? seen.size / total : null;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The scorer (generative perplexity)
-
-export interface Scorer {
-  /** Shown in reports: 'scorer (DIR)' or 'bundle AR'. */
-  name: string;
-  model: CausalLM;
-  bos: number;
-  /** Whether the scorer reads the decoder's ids as they are (same tokenizer.json model). */
-  sameTokenizer: boolean;
-  tokenizer: TextTokenizer;
-  /** Whether `model` belongs to the bundle (released with it). */
-  borrowed: boolean;
-}
-
-/** Loads a causal LM folder as the scorer; compares its tokenizer with the decoder's. */
-export async function loadScorer(dir: string, m: Maria, threads?: number): Promise<Scorer> {
-  const model = await CausalLM.load(dir, threads ? { threads } : {});
-  const tokenizer = TextTokenizer.load(dir);
-  const same = JSON.stringify(tokenizer.json.model) === JSON.stringify(m.tokenizer.json.model) && tokenizer.vocabSize === m.tokenizer.vocabSize;
-  const bos = tokenizer.specialTokens.bos?.id ?? m.manifest.arBosId;
-  return { name: `scorer (${dir})`, model, bos, sameTokenizer: same, tokenizer, borrowed: false };
-}
-
-/** The bundle's own AR as a scorer (unconditional generation without models/scorer). */
-export async function bundleArScorer(m: Maria): Promise<Scorer> {
-  return { name: 'bundle AR', model: await plainArModel(m), bos: m.manifest.arBosId, sameTokenizer: true, tokenizer: m.tokenizer, borrowed: true };
-}
-
-export interface ScoredRow {
-  /** −log p_scorer of every token of the row (null when the scorer retokenizes). */
-  perToken: Float64Array | null;
-  total: number;
-  tokens: number;
-}
-
-/** −log p_scorer(y_i | [BOS] y_<i) for rows of decoder ids (rows of one length run as one batch). */
-export async function scoreRows(scorer: Scorer, m: Maria, rows: readonly (readonly number[])[]): Promise<ScoredRow[]> {
-  const limit = scorer.model.config.maxPositions - 1;
-  const V = scorer.model.config.vocabSize;
-  const lp = new Float64Array(V);
-  const score = async (batch: number[][]): Promise<ScoredRow[]> => {
-    const out = await scorer.model.step(scorer.model.newCache(batch.length), batch.map((r) => [scorer.bos, ...r.slice(0, -1)]));
-    return batch.map((r, b) => {
-      const perToken = new Float64Array(r.length);
-      let total = 0;
-      for (let i = 0; i < r.length; i++) {
-        const off = (b * out.T + i) * V;
-        perToken[i] = -logSoftmaxRow(out.logits.subarray(off, off + V), lp)[r[i]];
-        total += perToken[i];
-      }
-      return { perToken, total, tokens: r.length };
-    });
-  };
-  if (scorer.sameTokenizer) {
-    const result: ScoredRow[] = [];
-    const equal = rows.every((r) => r.length === rows[0].length) && rows[0].length <= limit;
-    if (equal) return score(rows.map((r) => [...r]));
-    for (const r of rows) result.push(...(await score([r.slice(0, limit)])));
-    return result;
-  }
-  const result: ScoredRow[] = [];
-  for (const r of rows) {
-    const ids = scorer.tokenizer.encode(m.tokenizer.decode([...r])).ids.slice(0, limit);
-    const [s] = await score([ids]);
-    result.push({ perToken: null, total: s.total, tokens: s.tokens });
-  }
-  return result;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,17 +138,6 @@ export interface ThroughputOptions {
   warmup?: boolean;
   /** Sampling temperature of the timed infills (default 1; 0 = greedy). */
   temperature?: number;
-}
-
-export interface UnconditionalOptions {
-  /** Samples per method. */
-  n: number;
-  /** Tokens per sample (default: the passage length). */
-  length?: number;
-  /** Simulated-annealing rounds for maria-anneal (default 20). */
-  annealSteps?: number;
-  /** MDLM step counts; 'L' = the length (default L, 64, 16, 4). */
-  mdlmSteps?: Array<number | 'L'>;
 }
 
 export interface DataInfo {
@@ -358,29 +258,6 @@ export interface ThroughputRow {
   mariaSpeedup: number | null;
 }
 
-export interface UnconditionalRow {
-  method: string;
-  label: string;
-  samples: number;
-  length: number;
-  genPpl: number;
-  distinct2: number | null;
-  distinct3: number | null;
-  secondsPerSample: number;
-}
-
-export interface UnconditionalResults {
-  length: number;
-  /** Who scored the samples (gen-ppl). */
-  scorer: string;
-  /** True when the scorer is the bundle's AR, also the annealing energy (biased toward maria-anneal). */
-  scorerIsEnergy: boolean;
-  rows: UnconditionalRow[];
-  /** The same metrics on real passages of the same length (when available). */
-  reference: { samples: number; genPpl: number; distinct2: number | null; distinct3: number | null } | null;
-  annealSteps: number;
-}
-
 export interface EvalResults {
   format: 'maria-eval-results';
   version: 1;
@@ -400,7 +277,7 @@ export interface EvalResults {
     passageLength: number;
     scorer: string | null;
     throughput: { lengths: number[]; rate: number; passages: number; temperature: number; warmup: boolean } | null;
-    unconditional: { n: number; length: number; annealSteps: number; mdlmSteps: number[] } | null;
+    unconditional: UnconditionalSettings | null;
   };
   meta: {
     command: string | null;
@@ -462,12 +339,14 @@ interface UnconditionalSums {
   seconds: number;
 }
 
+type UnitSums = QualitySums | ReferenceSums | ThroughputSums | UnconditionalSums;
+
 interface Checkpoint {
   format: 'maria-eval-checkpoint';
   version: 1;
   fingerprint: string;
   startedAt: string;
-  units: Record<string, QualitySums | ReferenceSums | ThroughputSums | UnconditionalSums>;
+  units: Record<string, UnitSums>;
 }
 
 /** The additive counters of QualitySums (merged across checkpoint units by adding). */
@@ -496,10 +375,6 @@ function onnxruntimeVersion(): string {
   } catch {
     return 'unknown';
   }
-}
-
-function now(): number {
-  return performance.now() / 1000;
 }
 
 /**
@@ -616,7 +491,7 @@ async function evalPassage(ctx: Context, spec: MethodSpec, passage: Passage, ind
 async function measureThroughput(
   ctx: Context,
   specs: MethodSpec[],
-  o: { lengths: number[]; rate: number; passages: number; passagesFor: (length: number, n: number) => Passage[]; warmup: boolean; temperature: number },
+  o: Required<ThroughputOptions>,
   tick: (items: number) => void,
 ): Promise<ThroughputSums> {
   const maxTokens = Math.min(ctx.maria.maxTokens, ctx.poe?.maxTokens ?? Infinity);
@@ -654,144 +529,25 @@ async function measureThroughput(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Unconditional generation
-
-interface UncondSpec {
-  name: string;
-  label: string;
-  run: (ctx: Context, n: number, length: number, seed: number) => Promise<number[][]>;
-}
-
-function unconditionalSpecs(length: number, annealSteps: number, mdlmSteps: number[]): UncondSpec[] {
-  const allMask = (L: number): MaskedSequence => ({ ids: new Array<number>(L).fill(0), masked: new Array<boolean>(L).fill(true) });
-  const specs: UncondSpec[] = [
-    {
-      name: 'maria-anneal',
-      label: `MARIA + annealing (${annealSteps} rounds)`,
-      run: async (ctx, n, L, seed) => {
-        const out: number[][] = [];
-        for (let i = 0; i < n; i++) out.push((await anneal(ctx.maria, allMask(L), { steps: annealSteps, seed: derivedSeed(seed, `uncond/maria-anneal/${i}`) })).ids);
-        return out;
-      },
-    },
-    {
-      name: 'maria',
-      label: 'MARIA (one pass, no annealing)',
-      run: async (ctx, n, L, seed) => (await ctx.maria.infill(allMask(L), { temperature: 1, samples: n, seed: derivedSeed(seed, 'uncond/maria'), alternatives: 0 })).samples.map((s) => s.ids),
-    },
-    {
-      name: 'ar',
-      label: 'AR sampling',
-      run: async (ctx, n, L, seed) => (await infillWithMethod(ctx.maria, allMask(L), 'ar', { temperature: 1, samples: n, seed: derivedSeed(seed, 'uncond/ar'), alternatives: 0 })).samples.map((s) => s.ids),
-    },
-  ];
-  for (const T of mdlmSteps) {
-    specs.push({
-      name: `mdlm-${T}`,
-      label: `MDLM from all-mask, T=${T}${T === length ? ' (=L)' : ''}`,
-      run: async (ctx, n, L, seed) =>
-        (await infillWithMethod(ctx.maria, allMask(L), 'mdlm', { temperature: 1, samples: n, steps: T, seed: derivedSeed(seed, `uncond/mdlm-${T}`), alternatives: 0 })).samples.map((s) => s.ids),
-    });
-  }
-  return specs;
-}
-
-function resolveUnconditional(u: UnconditionalOptions, passageLength: number, maxTokens: number): { n: number; length: number; annealSteps: number; mdlmSteps: number[] } {
-  if (!Number.isInteger(u.n) || u.n < 1) throw new InputError(`unconditional samples must be a positive integer, got ${u.n}`);
-  const length = u.length ?? passageLength;
-  if (!Number.isInteger(length) || length < 1 || length > maxTokens) throw new InputError(`unconditional length must be in 1..${maxTokens}, got ${length}`);
-  const annealSteps = u.annealSteps ?? 20;
-  const mdlmSteps = [...new Set((u.mdlmSteps ?? ['L', 64, 16, 4]).map((t) => (t === 'L' ? length : t)))];
-  for (const t of mdlmSteps) if (!Number.isInteger(t) || t < 1) throw new InputError(`MDLM steps must be positive integers, got ${t}`);
-  return { n: u.n, length, annealSteps, mdlmSteps };
-}
-
-function summariseUnconditional(spec: UncondSpec, samples: number[][], seconds: number, scored: ScoredRow[]): UnconditionalRow {
-  const total = scored.reduce((a, r) => a + r.total, 0);
-  const tokens = scored.reduce((a, r) => a + r.tokens, 0);
-  return {
-    method: spec.name,
-    label: spec.label,
-    samples: samples.length,
-    length: samples[0]?.length ?? 0,
-    genPpl: Math.exp(total / tokens),
-    distinct2: distinctN(samples, 2),
-    distinct3: distinctN(samples, 3),
-    secondsPerSample: seconds / samples.length,
-  };
-}
-
-async function referenceUnconditional(scorer: Scorer, m: Maria, passages: readonly Passage[], n: number, length: number): Promise<UnconditionalResults['reference']> {
-  const real = passages.filter((p) => p.ids.length >= length).slice(0, n).map((p) => p.ids.slice(0, length));
-  if (real.length === 0) return null;
-  const scored = await scoreRows(scorer, m, real);
-  return {
-    samples: real.length,
-    genPpl: Math.exp(scored.reduce((a, r) => a + r.total, 0) / scored.reduce((a, r) => a + r.tokens, 0)),
-    distinct2: distinctN(real, 2),
-    distinct3: distinctN(real, 3),
-  };
-}
-
-export interface EvaluateUnconditionalOptions extends UnconditionalOptions {
-  bundleDir: string;
-  seed?: number;
-  scorerDir?: string | null;
-  threads?: number;
-  /** Real passages for the reference row. */
-  referencePassages?: readonly Passage[];
-}
-
-/**
- * Unconditional generation: MARIA + simulated annealing (src/maria/anneal.ts, energy −log p of the
- * bundle's AR), plain MARIA, AR sampling and MDLM from all-mask with T steps; n samples of `length`
- * tokens each, scored by generative perplexity under the scorer (or, without one, the bundle's AR:
- * then labelled, since it is also the annealing energy) and distinct-2/3 over all samples pooled.
- */
-export async function evaluateUnconditional(o: EvaluateUnconditionalOptions): Promise<UnconditionalResults> {
-  const session = o.threads ? { threads: o.threads } : {};
-  const maria = await Maria.load(o.bundleDir, session);
-  const ctx: Context = { maria, poe: null, scorer: null, seed: o.seed ?? 0, samples: 1, elboDraws: 1 };
-  try {
-    ctx.scorer = o.scorerDir ? await loadScorer(o.scorerDir, maria, o.threads) : null;
-    const u = resolveUnconditional(o, o.length ?? 128, maria.maxTokens);
-    const scorer = ctx.scorer ?? (await bundleArScorer(maria));
-    const rows: UnconditionalRow[] = [];
-    for (const spec of unconditionalSpecs(u.length, u.annealSteps, u.mdlmSteps)) {
-      const t0 = now();
-      const samples = await spec.run(ctx, u.n, u.length, ctx.seed);
-      const seconds = now() - t0;
-      rows.push(summariseUnconditional(spec, samples, seconds, await scoreRows(scorer, maria, samples)));
-    }
-    return {
-      length: u.length,
-      scorer: scorer.name,
-      scorerIsEnergy: !ctx.scorer,
-      rows,
-      reference: o.referencePassages ? await referenceUnconditional(scorer, maria, o.referencePassages, u.n, u.length) : null,
-      annealSteps: u.annealSteps,
-    };
-  } finally {
-    if (ctx.scorer && !ctx.scorer.borrowed) await ctx.scorer.model.release();
-    await releaseBaselines(maria);
-    await maria.release();
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // evaluate
 
-/** Everything that determines the quality numbers: a resumed run must match it. */
-function fingerprintOf(o: object): string {
-  return createHash('sha256').update(JSON.stringify(o)).digest('hex');
+/** EvalOptions with their defaults, checked before any model loads: a bad argument fails at once. */
+interface Settings {
+  seed: number;
+  maskRates: number[];
+  maskKinds: MaskKind[];
+  specs: MethodSpec[];
+  names: string[];
+  samples: number;
+  elboDraws: number;
+  chunkSize: number;
+  passages: readonly Passage[];
+  length: number;
+  scorerDir: string | null;
+  bundleDir: string;
 }
 
-/**
- * Runs the evaluation (see the header of this file for every metric). Returns the results; with
- * `shouldStop` returning true the run stops after the current unit and returns `complete: false`.
- */
-export async function evaluate(o: EvalOptions): Promise<EvalResults> {
-  const startWall = now();
+function checkedSettings(o: EvalOptions): Settings {
   const seed = o.seed ?? 0;
   const maskRates = o.maskRates ?? DEFAULT_MASK_RATES;
   for (const r of maskRates) if (!(r > 0 && r <= 1)) throw new InputError(`mask rates must be in (0, 1], got ${r}`);
@@ -811,317 +567,410 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
   if (passages.some((p) => p.ids.length !== length)) throw new InputError('all passages must have the same length');
   const scorerDir = o.scorerDir ? resolve(o.scorerDir) : null;
   if (scorerDir && !existsSync(scorerDir)) throw new InputError(`scorer folder ${scorerDir} does not exist`);
-  const bundleDir = resolve(o.bundleDir);
-  const notes: string[] = [];
+  return { seed, maskRates, maskKinds, specs, names, samples, elboDraws, chunkSize, passages, length, scorerDir, bundleDir: resolve(o.bundleDir) };
+}
 
-  const session = o.threads ? { threads: o.threads } : {};
-  const maria = await Maria.load(bundleDir, session);
-  const ctx: Context = { maria, poe: null, scorer: null, seed, samples, elboDraws };
-  try {
-    if (specs.some((s) => s.head === 'product-of-experts')) ctx.poe = await Maria.load(bundleDir, session, { head: 'product-of-experts' });
-    if (length > maria.maxTokens) throw new InputError(`passages are ${length} tokens long; the models take at most ${maria.maxTokens}`);
-    if (scorerDir) {
-      ctx.scorer = await loadScorer(scorerDir, maria, o.threads);
-      if (!ctx.scorer.sameTokenizer) notes.push(`the scorer's tokenizer differs from the decoder's: sampled passages are decoded to text and re-tokenized for it, gen-ppl is per scorer token and genPplFilled is not available`);
-      if (length + 1 > ctx.scorer.model.config.maxPositions) notes.push(`the scorer's context (${ctx.scorer.model.config.maxPositions}) is shorter than a passage: passages are truncated for it`);
-    } else notes.push('no scorer model: generative perplexity of infills is not measured (give --scorer DIR, e.g. models/scorer)');
-    if (maria.manifest.head.init === 'product-of-experts' && names.includes('maria') && names.includes('maria-poe')) {
-      notes.push("the bundle's head is the untrained product-of-experts head: maria and maria-poe are the same model here");
-    }
+/**
+ * Each model goes into `ctx` as soon as it loads, so that evaluate's cleanup releases it even when a
+ * later check throws.
+ */
+async function loadPoeAndScorer(ctx: Context, settings: Settings, session: SessionOptions, threads: number | undefined, notes: string[]): Promise<void> {
+  const { maria } = ctx;
+  const { length, scorerDir, names } = settings;
+  if (settings.specs.some((s) => s.head === 'product-of-experts')) ctx.poe = await Maria.load(settings.bundleDir, session, { head: 'product-of-experts' });
+  if (length > maria.maxTokens) throw new InputError(`passages are ${length} tokens long; the models take at most ${maria.maxTokens}`);
+  if (scorerDir) {
+    ctx.scorer = await loadScorer(scorerDir, maria, threads);
+    if (!ctx.scorer.sameTokenizer) notes.push(`the scorer's tokenizer differs from the decoder's: sampled passages are decoded to text and re-tokenized for it, gen-ppl is per scorer token and genPplFilled is not available`);
+    if (length + 1 > ctx.scorer.model.config.maxPositions) notes.push(`the scorer's context (${ctx.scorer.model.config.maxPositions}) is shorter than a passage: passages are truncated for it`);
+  } else notes.push('no scorer model: generative perplexity of infills is not measured (give --scorer DIR, e.g. models/scorer)');
+  if (maria.manifest.head.init === 'product-of-experts' && names.includes('maria') && names.includes('maria-poe')) {
+    notes.push("the bundle's head is the untrained product-of-experts head: maria and maria-poe are the same model here");
+  }
+}
 
-    const tp = o.throughput === false ? null : {
-      lengths: o.throughput?.lengths ?? DEFAULT_THROUGHPUT_LENGTHS,
-      rate: o.throughput?.rate ?? 0.5,
-      passages: o.throughput?.passages ?? 3,
-      passagesFor: o.throughput?.passagesFor ?? ((L: number, n: number) => brownPassages(maria.tokenizer, { length: L, n, seed })),
-      warmup: o.throughput?.warmup ?? true,
-      temperature: o.throughput?.temperature ?? 1,
-    };
-    const uncond = o.unconditional ? resolveUnconditional(o.unconditional, length, maria.maxTokens) : null;
+function throughputSettings(t: ThroughputOptions | false | undefined, maria: Maria, seed: number): Required<ThroughputOptions> | null {
+  return t === false ? null : {
+    lengths: t?.lengths ?? DEFAULT_THROUGHPUT_LENGTHS,
+    rate: t?.rate ?? 0.5,
+    passages: t?.passages ?? 3,
+    passagesFor: t?.passagesFor ?? ((L: number, n: number) => brownPassages(maria.tokenizer, { length: L, n, seed })),
+    warmup: t?.warmup ?? true,
+    temperature: t?.temperature ?? 1,
+  };
+}
 
-    const config: EvalResults['config'] = {
-      bundleDir,
-      headInit: maria.manifest.head.init,
-      methods: names,
-      maskRates,
-      maskKinds,
-      samples,
-      seed,
-      elboDraws,
-      chunkSize,
-      passages: passages.length,
-      passageLength: length,
-      scorer: scorerDir,
-      throughput: tp ? { lengths: tp.lengths, rate: tp.rate, passages: tp.passages, temperature: tp.temperature, warmup: tp.warmup } : null,
-      unconditional: uncond,
-    };
-    const passageHash = createHash('sha256');
-    for (const p of passages) passageHash.update(`${p.ids.join(',')};`);
-    // The models' contents, not only their folders: a resume after retraining must not mix results.
-    const contents = { bundle: bundleDigest(maria), scorer: ctx.scorer ? modelDigest(ctx.scorer.model) : null };
-    const fingerprint = fingerprintOf({ ...config, passagesSha256: passageHash.digest('hex'), contents });
+/** The fingerprint hashes this object as JSON: its keys and their order are part of every checkpoint. */
+function runConfig(settings: Settings, maria: Maria, tp: Required<ThroughputOptions> | null, uncond: UnconditionalSettings | null): EvalResults['config'] {
+  return {
+    bundleDir: settings.bundleDir,
+    headInit: maria.manifest.head.init,
+    methods: settings.names,
+    maskRates: settings.maskRates,
+    maskKinds: settings.maskKinds,
+    samples: settings.samples,
+    seed: settings.seed,
+    elboDraws: settings.elboDraws,
+    chunkSize: settings.chunkSize,
+    passages: settings.passages.length,
+    passageLength: settings.length,
+    scorer: settings.scorerDir,
+    throughput: tp ? { lengths: tp.lengths, rate: tp.rate, passages: tp.passages, temperature: tp.temperature, warmup: tp.warmup } : null,
+    unconditional: uncond,
+  };
+}
 
-    const shard = o.shard;
-    if (shard && !(Number.isInteger(shard.count) && shard.count >= 1 && Number.isInteger(shard.index) && shard.index >= 0 && shard.index < shard.count)) {
-      throw new InputError(`shard ${shard.index} of ${shard.count}: the index must be an integer from 0 to count − 1`);
-    }
-    // By a hash of the key, not by position: positions cycle through the methods, whose costs differ a lot.
-    const inShard = (key: string): boolean => !shard || (key !== 'throughput' && Math.floor(seededHash(0, key) * shard.count) === shard.index);
+/** Everything that determines the quality numbers: a resumed run must match it. */
+function fingerprintOf(config: EvalResults['config'], passages: readonly Passage[], ctx: Context): string {
+  const passageHash = createHash('sha256');
+  for (const p of passages) passageHash.update(`${p.ids.join(',')};`);
+  // The models' contents, not only their folders: a resume after retraining must not mix results.
+  const contents = { bundle: bundleDigest(ctx.maria), scorer: ctx.scorer ? modelDigest(ctx.scorer.model) : null };
+  return createHash('sha256').update(JSON.stringify({ ...config, passagesSha256: passageHash.digest('hex'), contents })).digest('hex');
+}
 
-    let checkpoint: Checkpoint = { format: 'maria-eval-checkpoint', version: 1, fingerprint, startedAt: new Date().toISOString(), units: {} };
-    let resumed = false;
-    if (o.resume) {
-      if (!o.checkpoint) throw new InputError('resume needs a checkpoint file');
-      if (existsSync(o.checkpoint)) {
-        const c = readCheckpoint(o.checkpoint);
-        if (c.fingerprint !== fingerprint) throw new InputError(`${o.checkpoint}: the checkpoint is from a run with other arguments, passages or models (resume only with the same arguments and unchanged bundle and scorer)`);
-        checkpoint = c;
-      }
-      for (const path of o.mergeCheckpoints ?? []) {
-        if (!existsSync(path)) continue;
-        const c = readCheckpoint(path);
-        if (c.fingerprint !== fingerprint) throw new InputError(`${path}: this checkpoint is from a run with other arguments, passages or models; delete it or resume with the same arguments`);
-        // A shard takes only its own share: the other shards' units would only grow the file it rewrites after each unit.
-        for (const [key, unit] of Object.entries(c.units)) if (inShard(key)) checkpoint.units[key] ??= unit;
-      }
-      resumed = Object.keys(checkpoint.units).length > 0;
-    }
-    const save = (): void => {
-      if (o.checkpoint) writeFileAtomic(o.checkpoint, JSON.stringify(checkpoint));
-    };
+/** Whether a unit is this shard's (every unit without a shard). */
+function shardFilter(shard: EvalOptions['shard']): (key: string) => boolean {
+  if (shard && !(Number.isInteger(shard.count) && shard.count >= 1 && Number.isInteger(shard.index) && shard.index >= 0 && shard.index < shard.count)) {
+    throw new InputError(`shard ${shard.index} of ${shard.count}: the index must be an integer from 0 to count − 1`);
+  }
+  // By a hash of the key, not by position: positions cycle through the methods, whose costs differ a lot.
+  return (key) => !shard || (key !== 'throughput' && Math.floor(seededHash(0, key) * shard.count) === shard.index);
+}
 
-    // The units, in order, each with its weight in progress items.
-    interface Unit {
-      key: string;
-      weight: number;
-      run: (tick: (items: number) => void) => Promise<QualitySums | ReferenceSums | ThroughputSums | UnconditionalSums>;
-    }
-    const units: Unit[] = [];
-    const chunks: Array<{ start: number; items: readonly Passage[] }> = [];
-    for (let s = 0; s < passages.length; s += chunkSize) chunks.push({ start: s, items: passages.slice(s, s + chunkSize) });
-    if (ctx.scorer) {
-      for (const c of chunks) {
-        units.push({
-          key: `reference|${c.start}`,
-          weight: c.items.length,
-          run: async (tick) => {
-            const sums: ReferenceSums = { passages: 0, genNllSum: 0, genTokens: 0 };
-            for (const p of c.items) {
-              const [r] = await scoreRows(ctx.scorer!, maria, [p.ids]);
-              sums.genNllSum += r.total;
-              sums.genTokens += r.tokens;
-              sums.passages++;
-              tick(1);
-            }
-            return sums;
-          },
-        });
-      }
-    }
-    for (const kind of maskKinds) {
-      for (const rate of maskRates) {
-        for (const c of chunks) {
-          for (const spec of specs) {
-            units.push({
-              key: `quality|${spec.name}|${kind}|${rate}|${c.start}`,
-              weight: c.items.length,
-              run: async (tick) => {
-                const sums = emptySums();
-                for (let j = 0; j < c.items.length; j++) {
-                  await evalPassage(ctx, spec, c.items[j], c.start + j, rate, kind, sums);
-                  tick(1);
-                }
-                return sums;
-              },
-            });
-          }
-        }
-      }
-    }
-    if (tp) {
-      units.push({ key: 'throughput', weight: tp.lengths.length * tp.passages * specs.length, run: (tick) => measureThroughput(ctx, specs, tp, tick) });
-    }
-    const uncondSpecs = uncond ? unconditionalSpecs(uncond.length, uncond.annealSteps, uncond.mdlmSteps) : [];
-    for (const spec of uncondSpecs) {
+/**
+ * Every file read must carry this run's fingerprint, so that a resume never mixes in results of
+ * other arguments, passages or models.
+ */
+function openCheckpoint(o: EvalOptions, fingerprint: string, inShard: (key: string) => boolean): { checkpoint: Checkpoint; resumed: boolean } {
+  let checkpoint: Checkpoint = { format: 'maria-eval-checkpoint', version: 1, fingerprint, startedAt: new Date().toISOString(), units: {} };
+  if (!o.resume) return { checkpoint, resumed: false };
+  if (!o.checkpoint) throw new InputError('resume needs a checkpoint file');
+  if (existsSync(o.checkpoint)) {
+    const c = readCheckpoint(o.checkpoint);
+    if (c.fingerprint !== fingerprint) throw new InputError(`${o.checkpoint}: the checkpoint is from a run with other arguments, passages or models (resume only with the same arguments and unchanged bundle and scorer)`);
+    checkpoint = c;
+  }
+  for (const path of o.mergeCheckpoints ?? []) {
+    if (!existsSync(path)) continue;
+    const c = readCheckpoint(path);
+    if (c.fingerprint !== fingerprint) throw new InputError(`${path}: this checkpoint is from a run with other arguments, passages or models; delete it or resume with the same arguments`);
+    // A shard takes only its own share: the other shards' units would only grow the file it rewrites after each unit.
+    for (const [key, unit] of Object.entries(c.units)) if (inShard(key)) checkpoint.units[key] ??= unit;
+  }
+  return { checkpoint, resumed: Object.keys(checkpoint.units).length > 0 };
+}
+
+interface Chunk {
+  /** Index of the first passage: part of the unit keys and of the seeds. */
+  start: number;
+  items: readonly Passage[];
+}
+
+function chunksOf(passages: readonly Passage[], chunkSize: number): Chunk[] {
+  const chunks: Chunk[] = [];
+  for (let s = 0; s < passages.length; s += chunkSize) chunks.push({ start: s, items: passages.slice(s, s + chunkSize) });
+  return chunks;
+}
+
+interface Unit {
+  /** Where its result goes in the checkpoint. */
+  key: string;
+  /** Its progress items. */
+  weight: number;
+  run: (tick: (items: number) => void) => Promise<UnitSums>;
+}
+
+/** The keys are the checkpoint's: a resumed run finds its done units by them, so they never change. */
+function planUnits(
+  ctx: Context,
+  settings: Settings,
+  chunks: Chunk[],
+  tp: Required<ThroughputOptions> | null,
+  uncond: UnconditionalSettings | null,
+  uncondSpecs: UncondSpec[],
+): Unit[] {
+  const units: Unit[] = [];
+  if (ctx.scorer) {
+    for (const c of chunks) {
       units.push({
-        key: `unconditional|${spec.name}`,
-        weight: uncond!.n,
+        key: `reference|${c.start}`,
+        weight: c.items.length,
         run: async (tick) => {
-          const t0 = now();
-          const out = await spec.run(ctx, uncond!.n, uncond!.length, seed);
-          tick(uncond!.n);
-          return { method: spec.name, samples: out, seconds: now() - t0 };
+          const sums: ReferenceSums = { passages: 0, genNllSum: 0, genTokens: 0 };
+          for (const p of c.items) {
+            const [r] = await scoreRows(ctx.scorer!, ctx.maria, [p.ids]);
+            sums.genNllSum += r.total;
+            sums.genTokens += r.tokens;
+            sums.passages++;
+            tick(1);
+          }
+          return sums;
         },
       });
     }
-
-    if (shard) units.splice(0, units.length, ...units.filter((u) => inShard(u.key)));
-    const total = units.reduce((a, u) => a + u.weight, 0);
-    let done = 0;
-    let restored = 0;
-    for (const u of units) if (checkpoint.units[u.key]) restored += u.weight;
-    done = restored;
-    // A shard's result covers only its share: it is never complete (the merging run reports).
-    let complete = !shard;
-    o.onProgress?.({ done, total, restored, unit: '' });
-    for (const u of units) {
-      if (checkpoint.units[u.key]) continue;
-      if (o.shouldStop?.()) {
-        complete = false;
-        break;
-      }
-      let inUnit = 0;
-      const result = await u.run((items) => {
-        inUnit += items;
-        o.onProgress?.({ done: done + Math.min(inUnit, u.weight), total, restored, unit: u.key });
-      });
-      checkpoint.units[u.key] = result;
-      save();
-      done += u.weight;
-      o.onProgress?.({ done, total, restored, unit: u.key });
-    }
-
-    // ---- aggregate
-    const quality: QualityRow[] = [];
-    const perPassage = new Map<string, Array<[number, number]>>();
-    for (const kind of maskKinds) {
-      for (const rate of maskRates) {
-        for (const spec of specs) {
-          const s = emptySums();
-          let have = false;
-          for (const c of chunks) {
-            const u = checkpoint.units[`quality|${spec.name}|${kind}|${rate}|${c.start}`] as QualitySums | undefined;
-            if (!u) continue;
-            have = true;
-            for (const k of SUM_FIELDS) s[k] += u[k];
-            s.byPassage.push(...u.byPassage);
-            for (const k of ['score', 'greedy', 'sample', 'scorer'] as const) s.time[k] += u.time[k];
-          }
-          if (!have) continue;
-          perPassage.set(`${spec.name}|${kind}|${rate}`, s.byPassage);
-          const nll = s.nllSum / s.masked;
-          const each = (x: number): number => x / s.passages;
-          quality.push({
-            method: spec.name,
-            label: spec.label,
-            likelihood: spec.likelihood,
-            maskKind: kind,
-            rate,
-            passages: s.passages,
-            maskedTokens: s.masked,
-            nll,
-            nllSe: ratioSe(s.byPassage.map((b) => b[0]), s.byPassage.map((b) => b[1])),
-            ppl: Math.exp(nll),
-            accuracy: s.correct / s.masked,
-            genPpl: s.genTokens > 0 ? Math.exp(s.genNllSum / s.genTokens) : null,
-            genPplFilled: s.genFilledTokens > 0 ? Math.exp(s.genFilledNllSum / s.genFilledTokens) : null,
-            distinct2: s.distinct2Count > 0 ? s.distinct2Sum / s.distinct2Count : null,
-            entropy: s.entropySum / s.entropyTokens,
-            secondsPerPassage: each(s.time.score + s.time.greedy + s.time.sample + s.time.scorer),
-            phaseSeconds: { score: each(s.time.score), greedy: each(s.time.greedy), sample: each(s.time.sample), scorer: each(s.time.scorer) },
+  }
+  for (const kind of settings.maskKinds) {
+    for (const rate of settings.maskRates) {
+      for (const c of chunks) {
+        for (const spec of settings.specs) {
+          units.push({
+            key: `quality|${spec.name}|${kind}|${rate}|${c.start}`,
+            weight: c.items.length,
+            run: async (tick) => {
+              const sums = emptySums();
+              for (let j = 0; j < c.items.length; j++) {
+                await evalPassage(ctx, spec, c.items[j], c.start + j, rate, kind, sums);
+                tick(1);
+              }
+              return sums;
+            },
           });
         }
       }
     }
-    const comparisons: Comparison[] = [];
-    for (const kind of maskKinds) {
-      for (const rate of maskRates) {
-        const a = perPassage.get(`maria|${kind}|${rate}`);
-        if (!a) continue;
-        for (const spec of specs) {
-          const b = perPassage.get(`${spec.name}|${kind}|${rate}`);
-          if (spec.name === 'maria' || !b || b.length !== a.length) continue;
-          const d = a.map((x, i) => x[0] - b[i][0]);
-          const k = a.map((x) => x[1]);
-          comparisons.push({ maskKind: kind, rate, method: spec.name, diff: d.reduce((x, y) => x + y, 0) / k.reduce((x, y) => x + y, 0), se: ratioSe(d, k) });
-        }
-      }
-    }
-    let reference: EvalResults['reference'] = null;
-    if (ctx.scorer) {
-      const r: ReferenceSums = { passages: 0, genNllSum: 0, genTokens: 0 };
-      for (const c of chunks) {
-        const u = checkpoint.units[`reference|${c.start}`] as ReferenceSums | undefined;
-        if (!u) continue;
-        r.passages += u.passages;
-        r.genNllSum += u.genNllSum;
-        r.genTokens += u.genTokens;
-      }
-      if (r.passages > 0) reference = { genPpl: Math.exp(r.genNllSum / r.genTokens), passages: r.passages };
-    }
-    let throughput: EvalResults['throughput'] = null;
-    const t = checkpoint.units.throughput as ThroughputSums | undefined;
-    if (t) {
-      notes.push(...t.notes);
-      const rows: ThroughputRow[] = t.rows.map((r) => {
-        const seconds = r.times.reduce((a, b) => a + b, 0) / 1000;
-        const spec = specs.find((s) => s.name === r.method)!;
-        return {
-          method: r.method,
-          label: spec.label,
-          length: r.length,
-          requestedLength: r.requestedLength,
-          passages: r.times.length,
-          filledTokens: r.filled,
-          seconds,
-          msPerPassage: (seconds * 1000) / r.times.length,
-          msPerPassageMedian: median(r.times),
-          tokensPerSecond: r.filled / seconds,
-          mariaSpeedup: null,
-        };
-      });
-      for (const row of rows) {
-        const ref = rows.find((x) => x.method === 'maria' && x.length === row.length);
-        row.mariaSpeedup = ref ? row.seconds / ref.seconds : null;
-      }
-      throughput = { rate: t.rate, temperature: t.temperature, rows };
-    }
-    let unconditional: UnconditionalResults | null = null;
-    if (uncond) {
-      const scorer = ctx.scorer ?? (await bundleArScorer(maria));
-      const rows: UnconditionalRow[] = [];
-      for (const spec of uncondSpecs) {
-        const u = checkpoint.units[`unconditional|${spec.name}`] as UnconditionalSums | undefined;
-        if (!u) continue;
-        rows.push(summariseUnconditional(spec, u.samples, u.seconds, await scoreRows(scorer, maria, u.samples)));
-      }
-      unconditional = {
-        length: uncond.length,
-        scorer: scorer.name,
-        scorerIsEnergy: !ctx.scorer,
-        rows,
-        reference: await referenceUnconditional(scorer, maria, passages, uncond.n, uncond.length),
-        annealSteps: uncond.annealSteps,
-      };
-      if (!ctx.scorer) notes.push("unconditional samples are scored by the bundle's own AR, which is also maria-anneal's energy: its gen-ppl is biased in maria-anneal's favour");
-    }
+  }
+  if (tp) {
+    units.push({ key: 'throughput', weight: tp.lengths.length * tp.passages * settings.specs.length, run: (tick) => measureThroughput(ctx, settings.specs, tp, tick) });
+  }
+  for (const spec of uncondSpecs) {
+    units.push({
+      key: `unconditional|${spec.name}`,
+      weight: uncond!.n,
+      run: async (tick) => {
+        const t0 = now();
+        const out = await spec.run(ctx.maria, uncond!.n, uncond!.length, ctx.seed);
+        tick(uncond!.n);
+        return { method: spec.name, samples: out, seconds: now() - t0 };
+      },
+    });
+  }
+  return units;
+}
 
-    const genres: Record<string, number> = {};
-    for (const p of passages) genres[p.genre] = (genres[p.genre] ?? 0) + 1;
-    const cpus = os.cpus();
+/**
+ * Saves the checkpoint after every unit, so that a stop or a crash loses at most the unit in
+ * progress. False when `shouldStop` stopped the run.
+ */
+async function runUnits(units: readonly Unit[], checkpoint: Checkpoint, o: EvalOptions): Promise<boolean> {
+  const total = units.reduce((a, u) => a + u.weight, 0);
+  let restored = 0;
+  for (const u of units) if (checkpoint.units[u.key]) restored += u.weight;
+  let done = restored;
+  o.onProgress?.({ done, total, restored, unit: '' });
+  for (const u of units) {
+    if (checkpoint.units[u.key]) continue;
+    if (o.shouldStop?.()) return false;
+    let inUnit = 0;
+    const result = await u.run((items) => {
+      inUnit += items;
+      o.onProgress?.({ done: done + Math.min(inUnit, u.weight), total, restored, unit: u.key });
+    });
+    checkpoint.units[u.key] = result;
+    if (o.checkpoint) writeFileAtomic(o.checkpoint, JSON.stringify(checkpoint));
+    done += u.weight;
+    o.onProgress?.({ done, total, restored, unit: u.key });
+  }
+  return true;
+}
+
+/**
+ * A row wherever at least one chunk is done, so that a stopped run reports what it has;
+ * `perPassage` keeps each row's passages for the paired comparisons.
+ */
+function qualityRows(checkpoint: Checkpoint, settings: Settings, chunks: Chunk[]): { quality: QualityRow[]; perPassage: Map<string, Array<[number, number]>> } {
+  const quality: QualityRow[] = [];
+  const perPassage = new Map<string, Array<[number, number]>>();
+  for (const kind of settings.maskKinds) {
+    for (const rate of settings.maskRates) {
+      for (const spec of settings.specs) {
+        const s = emptySums();
+        let have = false;
+        for (const c of chunks) {
+          const u = checkpoint.units[`quality|${spec.name}|${kind}|${rate}|${c.start}`] as QualitySums | undefined;
+          if (!u) continue;
+          have = true;
+          for (const k of SUM_FIELDS) s[k] += u[k];
+          s.byPassage.push(...u.byPassage);
+          for (const k of ['score', 'greedy', 'sample', 'scorer'] as const) s.time[k] += u.time[k];
+        }
+        if (!have) continue;
+        perPassage.set(`${spec.name}|${kind}|${rate}`, s.byPassage);
+        const nll = s.nllSum / s.masked;
+        const each = (x: number): number => x / s.passages;
+        quality.push({
+          method: spec.name,
+          label: spec.label,
+          likelihood: spec.likelihood,
+          maskKind: kind,
+          rate,
+          passages: s.passages,
+          maskedTokens: s.masked,
+          nll,
+          nllSe: ratioSe(s.byPassage.map((b) => b[0]), s.byPassage.map((b) => b[1])),
+          ppl: Math.exp(nll),
+          accuracy: s.correct / s.masked,
+          genPpl: s.genTokens > 0 ? Math.exp(s.genNllSum / s.genTokens) : null,
+          genPplFilled: s.genFilledTokens > 0 ? Math.exp(s.genFilledNllSum / s.genFilledTokens) : null,
+          distinct2: s.distinct2Count > 0 ? s.distinct2Sum / s.distinct2Count : null,
+          entropy: s.entropySum / s.entropyTokens,
+          secondsPerPassage: each(s.time.score + s.time.greedy + s.time.sample + s.time.scorer),
+          phaseSeconds: { score: each(s.time.score), greedy: each(s.time.greedy), sample: each(s.time.sample), scorer: each(s.time.scorer) },
+        });
+      }
+    }
+  }
+  return { quality, perPassage };
+}
+
+/** Paired by passage, since every method sees the same masks (see Comparison). */
+function pairedComparisons(perPassage: Map<string, Array<[number, number]>>, settings: Settings): Comparison[] {
+  const comparisons: Comparison[] = [];
+  for (const kind of settings.maskKinds) {
+    for (const rate of settings.maskRates) {
+      const a = perPassage.get(`maria|${kind}|${rate}`);
+      if (!a) continue;
+      for (const spec of settings.specs) {
+        const b = perPassage.get(`${spec.name}|${kind}|${rate}`);
+        if (spec.name === 'maria' || !b || b.length !== a.length) continue;
+        const d = a.map((x, i) => x[0] - b[i][0]);
+        const k = a.map((x) => x[1]);
+        comparisons.push({ maskKind: kind, rate, method: spec.name, diff: d.reduce((x, y) => x + y, 0) / k.reduce((x, y) => x + y, 0), se: ratioSe(d, k) });
+      }
+    }
+  }
+  return comparisons;
+}
+
+function referenceResult(checkpoint: Checkpoint, chunks: Chunk[]): EvalResults['reference'] {
+  const r: ReferenceSums = { passages: 0, genNllSum: 0, genTokens: 0 };
+  for (const c of chunks) {
+    const u = checkpoint.units[`reference|${c.start}`] as ReferenceSums | undefined;
+    if (!u) continue;
+    r.passages += u.passages;
+    r.genNllSum += u.genNllSum;
+    r.genTokens += u.genTokens;
+  }
+  return r.passages > 0 ? { genPpl: Math.exp(r.genNllSum / r.genTokens), passages: r.passages } : null;
+}
+
+function throughputResult(t: ThroughputSums, specs: MethodSpec[]): EvalResults['throughput'] {
+  const rows: ThroughputRow[] = t.rows.map((r) => {
+    const seconds = r.times.reduce((a, b) => a + b, 0) / 1000;
+    const spec = specs.find((s) => s.name === r.method)!;
+    return {
+      method: r.method,
+      label: spec.label,
+      length: r.length,
+      requestedLength: r.requestedLength,
+      passages: r.times.length,
+      filledTokens: r.filled,
+      seconds,
+      msPerPassage: (seconds * 1000) / r.times.length,
+      msPerPassageMedian: median(r.times),
+      tokensPerSecond: r.filled / seconds,
+      mariaSpeedup: null,
+    };
+  });
+  for (const row of rows) {
+    const ref = rows.find((x) => x.method === 'maria' && x.length === row.length);
+    row.mariaSpeedup = ref ? row.seconds / ref.seconds : null;
+  }
+  return { rate: t.rate, temperature: t.temperature, rows };
+}
+
+async function unconditionalResult(
+  ctx: Context,
+  uncond: UnconditionalSettings,
+  uncondSpecs: UncondSpec[],
+  checkpoint: Checkpoint,
+  passages: readonly Passage[],
+  notes: string[],
+): Promise<UnconditionalResults> {
+  const scorer = ctx.scorer ?? (await bundleArScorer(ctx.maria));
+  const rows: UnconditionalRow[] = [];
+  for (const spec of uncondSpecs) {
+    const u = checkpoint.units[`unconditional|${spec.name}`] as UnconditionalSums | undefined;
+    if (!u) continue;
+    rows.push(summariseUnconditional(spec, u.samples, u.seconds, await scoreRows(scorer, ctx.maria, u.samples)));
+  }
+  if (!ctx.scorer) notes.push("unconditional samples are scored by the bundle's own AR, which is also maria-anneal's energy: its gen-ppl is biased in maria-anneal's favour");
+  return {
+    length: uncond.length,
+    scorer: scorer.name,
+    scorerIsEnergy: !ctx.scorer,
+    rows,
+    reference: await referenceUnconditional(scorer, ctx.maria, passages, uncond.n, uncond.length),
+    annealSteps: uncond.annealSteps,
+  };
+}
+
+/** What the report needs to say where, when and on what the numbers were measured. */
+function runMeta(o: EvalOptions, settings: Settings, maria: Maria, checkpoint: Checkpoint, resumed: boolean, startWall: number): EvalResults['meta'] {
+  const { passages, length } = settings;
+  const genres: Record<string, number> = {};
+  for (const p of passages) genres[p.genre] = (genres[p.genre] ?? 0) + 1;
+  const cpus = os.cpus();
+  return {
+    command: o.command ?? null,
+    date: new Date().toISOString(),
+    startedAt: checkpoint.startedAt,
+    resumed,
+    wallSeconds: now() - startWall,
+    machine: {
+      cpu: cpus[0]?.model ?? 'unknown',
+      cores: cpus.length,
+      threads: o.threads ?? (Number(process.env.MARIA_THREADS) || os.availableParallelism()),
+      node: process.version,
+      onnxruntime: onnxruntimeVersion(),
+      os: `${os.type()} ${os.release()} ${os.arch()}`,
+      loadAverage: os.loadavg(),
+    },
+    data: { ...(o.data ?? { source: 'passages', description: 'passages given to evaluate()' }), passages: passages.length, length, docs: new Set(passages.map((p) => p.docId)).size, genres },
+    models: { mlm: maria.mlm.dir, ar: maria.ar.dir, mlmParameters: countParameters(maria.mlm.params), arParameters: countParameters(maria.ar.params) },
+  };
+}
+
+/**
+ * Runs the evaluation (see the header of this file for every metric). Returns the results; with
+ * `shouldStop` returning true the run stops after the current unit and returns `complete: false`.
+ */
+export async function evaluate(o: EvalOptions): Promise<EvalResults> {
+  const startWall = now();
+  const settings = checkedSettings(o);
+  const notes: string[] = [];
+
+  const session = o.threads ? { threads: o.threads } : {};
+  const maria = await Maria.load(settings.bundleDir, session);
+  const ctx: Context = { maria, poe: null, scorer: null, seed: settings.seed, samples: settings.samples, elboDraws: settings.elboDraws };
+  try {
+    await loadPoeAndScorer(ctx, settings, session, o.threads, notes);
+    const tp = throughputSettings(o.throughput, maria, settings.seed);
+    const uncond = o.unconditional ? resolveUnconditional(o.unconditional, settings.length, maria.maxTokens) : null;
+    const config = runConfig(settings, maria, tp, uncond);
+    const fingerprint = fingerprintOf(config, settings.passages, ctx);
+    const inShard = shardFilter(o.shard);
+    const { checkpoint, resumed } = openCheckpoint(o, fingerprint, inShard);
+
+    const chunks = chunksOf(settings.passages, settings.chunkSize);
+    const uncondSpecs = uncond ? unconditionalSpecs(uncond.length, uncond.annealSteps, uncond.mdlmSteps) : [];
+    const units = planUnits(ctx, settings, chunks, tp, uncond, uncondSpecs).filter((u) => inShard(u.key));
+    const finished = await runUnits(units, checkpoint, o);
+
+    const { quality, perPassage } = qualityRows(checkpoint, settings, chunks);
+    const comparisons = pairedComparisons(perPassage, settings);
+    const reference = ctx.scorer ? referenceResult(checkpoint, chunks) : null;
+    const throughputSums = checkpoint.units.throughput as ThroughputSums | undefined;
+    if (throughputSums) notes.push(...throughputSums.notes);
+    const throughput = throughputSums ? throughputResult(throughputSums, settings.specs) : null;
+    const unconditional = uncond ? await unconditionalResult(ctx, uncond, uncondSpecs, checkpoint, settings.passages, notes) : null;
     return {
       format: 'maria-eval-results',
       version: 1,
-      complete,
+      // A shard's result covers only its share: it is never complete (the merging run reports).
+      complete: !o.shard && finished,
       config,
-      meta: {
-        command: o.command ?? null,
-        date: new Date().toISOString(),
-        startedAt: checkpoint.startedAt,
-        resumed,
-        wallSeconds: now() - startWall,
-        machine: {
-          cpu: cpus[0]?.model ?? 'unknown',
-          cores: cpus.length,
-          threads: o.threads ?? (Number(process.env.MARIA_THREADS) || os.availableParallelism()),
-          node: process.version,
-          onnxruntime: onnxruntimeVersion(),
-          os: `${os.type()} ${os.release()} ${os.arch()}`,
-          loadAverage: os.loadavg(),
-        },
-        data: { ...(o.data ?? { source: 'passages', description: 'passages given to evaluate()' }), passages: passages.length, length, docs: new Set(passages.map((p) => p.docId)).size, genres },
-        models: { mlm: maria.mlm.dir, ar: maria.ar.dir, mlmParameters: countParameters(maria.mlm.params), arParameters: countParameters(maria.ar.params) },
-      },
+      meta: runMeta(o, settings, maria, checkpoint, resumed, startWall),
       quality,
       comparisons,
       reference,
