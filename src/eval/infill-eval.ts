@@ -649,7 +649,7 @@ function openCheckpoint(o: EvalOptions, fingerprint: string, inShard: (key: stri
   if (existsSync(o.checkpoint)) {
     const c = readCheckpoint(o.checkpoint);
     if (c.fingerprint !== fingerprint) throw new InputError(`${o.checkpoint}: the checkpoint is from a run with other arguments, passages or models (resume only with the same arguments and unchanged bundle and scorer)`);
-    checkpoint = c;
+    checkpoint = { ...c, units: Object.fromEntries(Object.entries(c.units).filter(([key]) => inShard(key))) };
   }
   for (const path of o.mergeCheckpoints ?? []) {
     if (!existsSync(path)) continue;

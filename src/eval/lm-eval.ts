@@ -405,7 +405,8 @@ export function bigramArPerplexity(model: BigramModel, passages: readonly Passag
  * the true left neighbour when it is unmasked ([BOS] for the first token) and the true right
  * neighbour when it is unmasked (none after the last token: the passage is cut from running text,
  * and the [EOS] the MLM sees there is a window marker, not a document end). With `sides` 'left',
- * the right neighbour is never used: the plain bigram p(x_i | x_{i−1}), as an AR would score it.
+ * the right neighbour is never used: the plain bigram p(x_i | x_{i−1}), or the unigram p₁(x_i)
+ * when the left neighbour is masked too.
  */
 export function bigramMaskedPerplexity(model: BigramModel, passages: readonly Passage[], masks: readonly boolean[][], bos: number, sides: 'both' | 'left' = 'both'): Perplexity {
   const scratch = new Float64Array(model.vocabSize);
@@ -619,7 +620,7 @@ export async function evaluate(o: EvaluationOptions): Promise<EvaluationReport> 
       const masks = maskPassages(o.passages, rate, seed);
       const model = await timed(`mlm@${rate}`, () => mlmPerplexity(mlm, o.passages, masks, specials, batch));
       const bigram = await timed(`bigram-masked@${rate}`, () => bigramMaskedPerplexity(o.bigram, o.passages, masks, specials.bos));
-      const leftBigram = bigramMaskedPerplexity(o.bigram, o.passages, masks, specials.bos, 'left');
+      const leftBigram = await timed(`bigram-left@${rate}`, () => bigramMaskedPerplexity(o.bigram, o.passages, masks, specials.bos, 'left'));
       report.mlm.push({ rate, model, bigram, ratio: bigram.ppl / model.ppl, leftBigram, leftRatio: leftBigram.ppl / model.ppl });
     }
     if (o.samples !== false) report.samples.mlm = await timed('mlm-fills', () => mlmFills(mlm, o.tokenizer, o.passages, specials));

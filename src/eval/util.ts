@@ -1,5 +1,5 @@
 // What the infilling evaluation (infill-eval.ts) and the unconditional one (unconditional.ts) both
-// need, kept below both so that neither imports the other.
+// need, kept here so that unconditional.ts need not import infill-eval.ts.
 import { seededHash } from '../data/corpus.js';
 
 /** A 32-bit seed derived from the run seed and a key. */

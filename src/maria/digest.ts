@@ -1,5 +1,8 @@
 // Content digests of loaded models: what a cache key, or the fingerprint of a resumable run, must
-// change with. Hashing ~100 MB of weights takes a fraction of a second.
+// change with. Hashing ~100 MB of weights takes a fraction of a second. The parsed config is hashed
+// as the family builds it, so a code change to a family's config object (a field added, dropped or
+// moved) also changes the digest: resumable runs and web caches from the older code are then
+// refused or rebuilt rather than mixed with the new code's results.
 import { createHash, type Hash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -15,7 +15,13 @@ import * as nn from '../engine/nn.js';
 import { HfConfig, ModelFolderError } from './config.js';
 import type { BaseConfig, Init, MaskedFamily, MaskedInputs, ParamSource, ParamSpec } from './family.js';
 
-// --- helpers shared with the other encoder families ----------------------------------------------
+/** [B, T] int64 indices 0..T-1 of the tokens (HF masks go by index, not by position id; ModernBERT uses it too). */
+export function tokenIndices(ids: Tensor): Tensor {
+  const T = ids.dim(1);
+  return F.expand(F.reshape(F.arange(ids.graph, T), [1, T]), [ids.dim(0), T]);
+}
+
+// --- BERT / RoBERTa --------------------------------------------------------------------------------
 
 /** The size of a tensor's last axis when fixed. */
 function lastDim(x: Tensor): number {
@@ -23,14 +29,6 @@ function lastDim(x: Tensor): number {
   if (typeof d !== 'number') throw new Error(`expected a fixed last axis, got ${x}`);
   return d;
 }
-
-/** [B, T] int64 indices 0..T-1 of the tokens (HF masks go by index, not by position id). */
-export function tokenIndices(ids: Tensor): Tensor {
-  const T = ids.dim(1);
-  return F.expand(F.reshape(F.arange(ids.graph, T), [1, T]), [ids.dim(0), T]);
-}
-
-// --- BERT / RoBERTa --------------------------------------------------------------------------------
 
 type Variant = 'bert' | 'roberta';
 

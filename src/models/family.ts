@@ -10,8 +10,6 @@ import type { HfConfig } from './config.js';
 export interface ParamSource {
   /** The parameter `name` with `shape`; throws a clear error if absent or shaped differently. */
   get(name: string, shape: number[]): Tensor;
-  /** Whether the checkpoint holds `name` (for optional biases and untied heads). */
-  has(name: string): boolean;
 }
 
 /** How a parameter is initialised for training from scratch. */

@@ -21,7 +21,8 @@ export function loadParams(dir: string, specs: ParamSpec[]): ParamMap {
   for (const spec of specs) {
     const stored = [spec.name, ...(spec.aliases ?? [])].find((name) => source.has(name));
     if (stored === undefined) {
-      throw new ModelFolderError(`${dir}: the weights have no tensor "${spec.name}" that config.json implies (found ${source.names().length} tensors, e.g. ${source.names().slice(0, 3).join(', ')})`);
+      const spellings = spec.aliases?.length ? ` (nor ${spec.aliases.map((a) => `"${a}"`).join(', ')})` : '';
+      throw new ModelFolderError(`${dir}: the weights have no tensor "${spec.name}"${spellings} that config.json implies (found ${source.names().length} tensors, e.g. ${source.names().slice(0, 3).join(', ')})`);
     }
     const info = source.info(stored);
     if (info.shape.length !== spec.shape.length || info.shape.some((d, i) => d !== spec.shape[i])) {
@@ -62,7 +63,6 @@ export function initParams(specs: ParamSpec[], seed: number): ParamMap {
 export function paramSource(g: Graph, params: ParamMap, label = 'weights'): ParamSource {
   const made = new Map<string, Tensor>();
   return {
-    has: (name) => params.has(name),
     get(name, shape) {
       let t = made.get(name);
       if (t) return t;
