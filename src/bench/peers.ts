@@ -262,7 +262,7 @@ async function mlmSection(label: string, dir: string, work: string, threads: num
 export async function benchPeers(args: string[]): Promise<void> {
   if (args.includes('--help')) {
     console.log(
-      'usage: npm run bench -- peers [--threads=1] [--reps=5] [--decode=32] [--small-only] [--ar-only] [--f16]\n  --small-only  only the default models (skip the ~100M random-weight ones)\n  --ar-only     only the causal LMs against llama.cpp (skip MLM encode and infill)\n  --f16         also llama.cpp on F16 weights (maria computes in F32)',
+      'usage: npm run bench -- peers [--threads=1] [--reps=5] [--decode=32] [--small-only] [--ar-only | --mlm-only] [--f16]\n  --small-only  only the default models (skip the ~100M random-weight ones)\n  --ar-only     only the causal LMs against llama.cpp (skip MLM encode and infill)\n  --mlm-only    only MLM encode against transformers.js and infill against MDLM (skip the causal LMs)\n  --f16         also llama.cpp on F16 weights (maria computes in F32)',
     );
     return;
   }
@@ -271,22 +271,26 @@ export async function benchPeers(args: string[]): Promise<void> {
   const decodeTokens = Number(arg(args, 'decode', '32'));
   const smallOnly = args.includes('--small-only');
   const arOnly = args.includes('--ar-only');
+  const mlmOnly = args.includes('--mlm-only');
+  if (arOnly && mlmOnly) throw new Error('--ar-only and --mlm-only exclude each other: give one, or neither for every section');
   const ggufTypes: Array<'F32' | 'F16'> = args.includes('--f16') ? ['F32', 'F16'] : ['F32'];
   const work = mkdtempSync(join(tmpdir(), 'maria-peers-'));
   const rows: Row[] = [];
   const models: Record<string, number> = {};
   try {
     console.log(`peers bench: ${threads} thread(s), batch 1, medians of ${reps} alternating runs (decode: per token, in turns), decode ${decodeTokens} tokens`);
-    const defaultAr = longContextCopy(repoPath('models/default/ar'), join(work, 'default-ar'), 2048);
-    models['default AR'] = paramCount(defaultAr);
-    console.log('AR vs llama.cpp:');
-    for (const t of ggufTypes) await arSection('default AR', defaultAr, work, threads, reps, decodeTokens, rows, t);
+    if (!mlmOnly) {
+      const defaultAr = longContextCopy(repoPath('models/default/ar'), join(work, 'default-ar'), 2048);
+      models['default AR'] = paramCount(defaultAr);
+      console.log('AR vs llama.cpp:');
+      for (const t of ggufTypes) await arSection('default AR', defaultAr, work, threads, reps, decodeTokens, rows, t);
+    }
     if (!arOnly) {
       models['default MLM'] = paramCount(repoPath('models/default/mlm'));
       console.log('MLM vs transformers.js:');
       await mlmSection('default MLM', repoPath('models/default/mlm'), work, threads, reps, rows);
     }
-    if (!smallOnly) {
+    if (!smallOnly && !mlmOnly) {
       const llama100m = randomFolder(join(work, 'llama-100m'), LLAMA_100M, 3);
       models['Llama 100M (random)'] = paramCount(llama100m);
       for (const t of ggufTypes) await arSection('Llama 100M (random)', llama100m, work, threads, reps, decodeTokens, rows, t);
