@@ -2,7 +2,7 @@
 // train-head` (build first: `npx tsc -p tsconfig.json`), against the tiny random-weight bundle of
 // test/helpers/tiny-pair.ts. Output must match the library; user errors exit 2 with one line.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readManifest } from '../src/maria/bundle.js';
@@ -267,6 +267,20 @@ describe('maria eval', () => {
     expect(readdirSync(out)).toContain('report.md');
     expectUsageError(maria([...args, '--shard', '2/2']), /--shard must be i\/n with 0 ≤ i < n/);
     expectUsageError(maria([...args.slice(0, -2), '--shard', '0/2']), /--shard needs --out/);
+
+    // `maria report DIR` writes the report again from results.json alone, keeping the checkpoints.
+    const md = readFileSync(join(out, 'report.md'), 'utf8');
+    rmSync(join(out, 'report.md'));
+    const again = maria(['report', out]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('report.md');
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).toBe(md);
+    expect(readdirSync(out)).toEqual(expect.arrayContaining(['checkpoint.shard-0-of-2.json', 'checkpoint.shard-1-of-2.json', 'results.json']));
+    expectUsageError(maria(['report', join(pair.root, 'no-report')]), /no-report[/\\]results\.json: no such file \(write it with `maria eval --out/);
+    const bad = join(pair.root, 'bad-report');
+    mkdirSync(bad);
+    writeFileSync(join(bad, 'results.json'), '{"format":"other"}');
+    expectUsageError(maria(['report', bad]), /not a maria eval results file/);
   });
 });
 

@@ -294,6 +294,20 @@ describe('report', () => {
     expect(existsSync(aside)).toBe(false);
   });
 
+  it('says where MARIA samples from sharper distributions than the MLM-based baselines', () => {
+    const sharp = JSON.parse(JSON.stringify(straight)) as EvalResults;
+    for (const q of sharp.quality) q.entropy = q.method === 'maria' ? 0.5 : 2;
+    const out = join(pair.root, 'sharp');
+    writeReport(sharp, out);
+    const md = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(md).toContain('Entropy of the sampling distributions');
+    expect(md).toContain('MARIA samples from sharper distributions than every MLM-based baseline');
+    // Not claimed when a baseline is sharper.
+    for (const q of sharp.quality) if (q.method === 'mdlm-4') q.entropy = 0.1;
+    writeReport(sharp, out);
+    expect(readFileSync(join(out, 'report.md'), 'utf8')).not.toContain('sharper distributions');
+  });
+
   it('draws charts with log axes and no data', () => {
     const svg = svgChart({ title: 'a < b', xLabel: 'x', yLabel: 'y', series: [{ name: 's', points: [{ x: 1, y: 10 }, { x: 1000, y: 20 }] }], logX: true });
     expect(svg).toContain('a &lt; b');

@@ -260,4 +260,28 @@ export function register(program: Command): void {
       }),
     );
   usageErrorsExit2(cmd);
+
+  const report = program
+    .command('report')
+    .argument('<dir>', 'a folder written by `maria eval --out DIR`')
+    .description("write report.md and the plots again from DIR/results.json, without running anything (e.g. after upgrading maria: the report's text and plots follow the code, the numbers stay)")
+    .action(
+      action((dir: string) => {
+        recoverOut(dir);
+        const file = join(dir, 'results.json');
+        if (!existsSync(file)) throw new CliError(`${file}: no such file (write it with \`maria eval --out ${dir}\`)`);
+        let results: EvalResults;
+        try {
+          results = JSON.parse(readFileSync(file, 'utf8')) as EvalResults;
+        } catch (err) {
+          throw new CliError(`${file}: not valid JSON (${(err as Error).message})`);
+        }
+        if (results?.format !== 'maria-eval-results' || results.version !== 1) {
+          throw new CliError(`${file}: not a maria eval results file (format "maria-eval-results", version 1)`);
+        }
+        const files = writeReport(results, dir);
+        process.stderr.write(`wrote ${files.join(', ')} to ${resolve(dir)}\n`);
+      }),
+    );
+  usageErrorsExit2(report);
 }
