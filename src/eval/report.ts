@@ -394,14 +394,15 @@ function findings(r: EvalResults): string[] {
     if (!m || others.length === 0) continue;
     const lo = Math.min(...others.map((q) => q.entropy));
     const hi = Math.max(...others.map((q) => q.entropy));
-    ent.push(`${rate}: MARIA ${fmt(m.entropy, 2)} (distinct-2 ${fmt(m.distinct2)}), the MLM-based baselines ${fmt(lo, 2)}–${fmt(hi, 2)}`);
+    const range = fmt(lo, 2) === fmt(hi, 2) ? fmt(lo, 2) : `${fmt(lo, 2)}–${fmt(hi, 2)}`;
+    ent.push(`${rate}: MARIA ${fmt(m.entropy, 2)} (distinct-2 ${fmt(m.distinct2)}), ${others.length > 1 ? 'the MLM-based baselines' : others[0].label} ${range}`);
     if (m.entropy < lo) sharpest.push(rate);
   }
   if (ent.length) {
     out.push(
       `Entropy of the sampling distributions (nats per filled token, temperature 1) — ${ent.join('; ')}.` +
         (sharpest.length
-          ? ` At ${sharpest.join(', ')} MARIA samples from sharper distributions than every MLM-based baseline: its decoder adds the MLM's and the AR's evidence (at initialisation exactly a product of experts), so it is more confident than either model alone. That is why its infills are both more likely under the scorer and a little less diverse; compare at matched entropy (a lower temperature for the baselines) before calling it better samples.`
+          ? ` At mask rate${sharpest.length > 1 ? 's' : ''} ${sharpest.length > 1 ? `${sharpest.slice(0, -1).join(', ')} and ${sharpest.at(-1)}` : sharpest[0]} MARIA samples from sharper distributions than every MLM-based baseline: its decoder adds the MLM's and the AR's evidence (at initialisation exactly a product of experts), so it is more confident than either model alone. Sharper sampling makes infills more likely under a scorer and less diverse at once, so compare gen-ppl at matched entropy (a lower temperature for the baselines) before calling MARIA's samples better.`
           : ''),
     );
   }
