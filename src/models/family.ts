@@ -100,6 +100,11 @@ export interface MaskedFamily<C extends BaseConfig = BaseConfig> extends FamilyB
 
 export type Family = CausalFamily | MaskedFamily;
 
+/** The alias of a prefixed tensor name in a checkpoint saved from the bare base model, which drops `prefix`. */
+export function barePrefixAlias(name: string, prefix: string): Pick<ParamSpec, 'aliases'> {
+  return name.startsWith(prefix) ? { aliases: [name.slice(prefix.length)] } : {};
+}
+
 /**
  * The output product at chosen rows only: `rows` [B, K] int64 holds flat row indices b·T + t of
  * hidden [B, T, D]; returns logits [B, K, V]. Runners use it instead of the family's own [B, T, V]

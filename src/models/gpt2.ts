@@ -6,7 +6,7 @@ import type { Tensor } from '../engine/graph.js';
 import * as F from '../engine/ops.js';
 import * as nn from '../engine/nn.js';
 import { HfConfig, ModelFolderError } from './config.js';
-import type { BaseConfig, CausalFamily, Init, ParamSpec } from './family.js';
+import { barePrefixAlias, type BaseConfig, type CausalFamily, type Init, type ParamSpec } from './family.js';
 
 export interface Gpt2Config extends BaseConfig {
   numHeads: number;
@@ -54,7 +54,7 @@ function params(c: Gpt2Config): ParamSpec[] {
   const specs: ParamSpec[] = [];
   // GPT2Model (and old Hub uploads) save the base model's tensors without the "transformer." prefix.
   const spec = (name: string, shape: number[], init: Init): void => {
-    specs.push({ name, shape, init, ...(name.startsWith(t) && { aliases: [name.slice(t.length)] }) });
+    specs.push({ name, shape, init, ...barePrefixAlias(name, t) });
   };
   spec(`${t}wte.weight`, [c.vocabSize, D], normal);
   spec(`${t}wpe.weight`, [c.maxPositions, D], normal);

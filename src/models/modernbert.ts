@@ -14,7 +14,7 @@ import * as F from '../engine/ops.js';
 import * as nn from '../engine/nn.js';
 import { tokenIndices } from './bert.js';
 import { HfConfig, ModelFolderError } from './config.js';
-import type { BaseConfig, Init, MaskedFamily, MaskedInputs, ParamSource, ParamSpec } from './family.js';
+import { barePrefixAlias, type BaseConfig, type Init, type MaskedFamily, type MaskedInputs, type ParamSource, type ParamSpec } from './family.js';
 
 /** What ModernBERT and its causal sibling (the Ettin decoder) read alike from config.json. */
 export interface ModernBertShape extends BaseConfig {
@@ -149,7 +149,7 @@ function params(c: ModernBertConfig): ParamSpec[] {
   const specs: ParamSpec[] = [];
   // A checkpoint saved from the bare ModernBertModel has no "model." prefix.
   const spec = (name: string, shape: number[], init: Init): void => {
-    specs.push({ name, shape, init, ...(name.startsWith('model.') && { aliases: [name.slice('model.'.length)] }) });
+    specs.push({ name, shape, init, ...barePrefixAlias(name, 'model.') });
   };
   const lin = (name: string, out: number, inp: number, bias: boolean, s: number): void => {
     spec(`${name}.weight`, [out, inp], { kind: 'normal', std: s });
