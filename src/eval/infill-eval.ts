@@ -2,7 +2,9 @@
 // and the same models, in one run (definitions of the methods in docs MARIA.md and
 // src/maria/baselines.ts). Library first: `evaluate(options)` returns an EvalResults object;
 // src/eval/report.ts turns it into results.json, report.md and SVG plots; `maria eval` is the CLI.
-// The scorer LM is in src/eval/scorer.ts, unconditional generation in src/eval/unconditional.ts.
+// Beside it: the methods and their masks (methods.ts), throughput timing (throughput.ts), the
+// scorer LM (scorer.ts), unconditional generation (unconditional.ts) and the resumable, shardable
+// units of work (units.ts).
 //
 // Per method × mask kind (i.i.d. / spans) × mask rate, over the passages:
 //
@@ -37,22 +39,22 @@
 // resumed run gives the same numbers as a straight one.
 //
 // Work is split into units (method × kind × rate × chunk of passages); after each unit its partial
-// sums are written atomically to a checkpoint JSON; `resume` skips the units already there.
+// sums are written atomically to a checkpoint JSON; `resume` skips the units already there (units.ts).
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { resolve } from 'node:path';
-import { seededHash } from '../data/corpus.js';
 import type { SessionOptions } from '../engine/runtime.js';
-import { writeFileAtomic } from '../io/atomic.js';
-import { infillWithMethod, mdlmElbo, releaseBaselines, scoreWithMethod } from '../maria/baselines.js';
+import { mdlmElbo, infillWithMethod, releaseBaselines, scoreWithMethod } from '../maria/baselines.js';
 import { bundleDigest, modelDigest } from '../maria/digest.js';
 import { Maria, type InfillResult } from '../maria/maria.js';
-import { InputError, randomMask, spanMask, type MaskedSequence } from '../maria/masks.js';
+import { InputError } from '../maria/masks.js';
 import { countParameters } from '../models/weights.js';
-import { brownPassages, type Passage } from './lm-eval.js';
+import { type Passage } from './lm-eval.js';
+import { blanked, DEFAULT_METHODS, evalMask, instanceFor, parseMethod, stepsFor, type LikelihoodKind, type MaskKind, type MethodSpec } from './methods.js';
 import { bundleArScorer, loadScorer, scoreRows, type Scorer } from './scorer.js';
+import { measureThroughput, throughputResult, throughputSettings, type ThroughputOptions, type ThroughputRow, type ThroughputSums } from './throughput.js';
 import {
   referenceUnconditional,
   resolveUnconditional,
@@ -64,97 +66,23 @@ import {
   type UnconditionalRow,
   type UnconditionalSettings,
 } from './unconditional.js';
+import { openCheckpoint, runUnits, shardFilter, type Checkpoint as UnitCheckpoint, type Shard, type Unit as WorkUnit, type UnitProgress } from './units.js';
 import { derivedSeed, distinctN, now } from './util.js';
 
-// ---------------------------------------------------------------------------------------------
-// Methods
-
-export type BaseMethod = 'maria' | 'mlm-l2r' | 'mlm-oneshot' | 'ar' | 'mdlm';
-export type LikelihoodKind = 'exact' | 'elbo' | 'independent';
-
-export interface MethodSpec {
-  /** Canonical name: maria, maria-poe, mlm-l2r, mlm-oneshot, ar, mdlm-M (T = |M|), mdlm-64, … */
-  name: string;
-  base: BaseMethod;
-  /** Which MARIA head runs it (only 'maria' uses the head). */
-  head: 'trained' | 'product-of-experts';
-  /** mdlm: denoising steps, 'M' = the number of masked tokens. */
-  steps: number | 'M' | null;
-  likelihood: LikelihoodKind;
-  /** For tables and plots. */
-  label: string;
-}
+export { DEFAULT_METHODS, evalMask, parseMethod, type BaseMethod, type LikelihoodKind, type MaskKind, type MethodSpec } from './methods.js';
+export { DEFAULT_THROUGHPUT_LENGTHS, type ThroughputOptions, type ThroughputRow } from './throughput.js';
+export type EvalProgress = UnitProgress;
 
 export const DEFAULT_MASK_RATES = [0.15, 0.3, 0.5, 0.7, 0.9];
-export const DEFAULT_METHODS = ['maria', 'maria-poe', 'mlm-l2r', 'mlm-oneshot', 'ar', 'mdlm-M', 'mdlm-64', 'mdlm-16', 'mdlm-4'];
-export const DEFAULT_THROUGHPUT_LENGTHS = [128, 256, 512];
-
-/** Parses a method name (case-insensitive; `mdlm` alone means mdlm-M). Throws RangeError. */
-export function parseMethod(name: string): MethodSpec {
-  const n = name.trim().toLowerCase();
-  const simple: Record<string, Omit<MethodSpec, 'name'>> = {
-    maria: { base: 'maria', head: 'trained', steps: null, likelihood: 'exact', label: 'MARIA' },
-    'maria-poe': { base: 'maria', head: 'product-of-experts', steps: null, likelihood: 'exact', label: 'MARIA (PoE init)' },
-    'mlm-l2r': { base: 'mlm-l2r', head: 'trained', steps: null, likelihood: 'exact', label: 'MLM left-to-right' },
-    'mlm-oneshot': { base: 'mlm-oneshot', head: 'trained', steps: null, likelihood: 'independent', label: 'MLM one-shot' },
-    ar: { base: 'ar', head: 'trained', steps: null, likelihood: 'exact', label: 'AR only (left context)' },
-  };
-  if (simple[n]) return { name: n, ...simple[n] };
-  const m = /^mdlm(?:-(m|\d+))?$/.exec(n);
-  if (m) {
-    const steps = m[1] === undefined || m[1] === 'm' ? 'M' : Number(m[1]);
-    if (steps !== 'M' && !(Number.isSafeInteger(steps) && steps >= 1)) throw new InputError(`method "${name}": the step count must be a positive integer`);
-    return { name: `mdlm-${steps}`, base: 'mdlm', head: 'trained', steps, likelihood: 'elbo', label: `MDLM T=${steps === 'M' ? '|M|' : steps}` };
-  }
-  throw new InputError(`unknown method "${name}" (choose from maria, maria-poe, mlm-l2r, mlm-oneshot, ar, mdlm-M, mdlm-<T>)`);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Masks
-
-export type MaskKind = 'random' | 'span';
-
-/**
- * The harness's mask: i.i.d. at `rate` (randomMask) or contiguous spans of mean length 4 up to
- * round(rate·n) tokens (spanMask). Depends only on (ids, rate, kind, seed): identical across methods.
- */
-export function evalMask(ids: readonly number[], rate: number, kind: MaskKind, seed: number): boolean[] {
-  return kind === 'span' ? spanMask([...ids], rate, seed) : randomMask([...ids], rate, seed);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Options and results
-
-export interface ThroughputOptions {
-  /** Passage lengths (default 128, 256, 512; clamped to the models' context, with a note). */
-  lengths?: number[];
-  /** Mask rate (default 0.5). */
-  rate?: number;
-  /** Passages per length (default 3). */
-  passages?: number;
-  /** Passages of a given length (default: Brown windows, brownPassages with the run's seed). */
-  passagesFor?: (length: number, n: number) => Passage[];
-  /** One untimed call per method and length first (default true). */
-  warmup?: boolean;
-  /** Sampling temperature of the timed infills (default 1; 0 = greedy). */
-  temperature?: number;
-}
 
 export interface DataInfo {
   /** 'brown' or the file read. */
   source: string;
   /** How the passages were chosen, in words (goes into the report). */
   description: string;
-}
-
-export interface EvalProgress {
-  /** Work items done (passage × method evaluations, timed infills, unconditional samples). */
-  done: number;
-  total: number;
-  /** Of `done`, the items restored from the checkpoint. */
-  restored: number;
-  /** The unit in progress. */
-  unit: string;
 }
 
 export interface EvalOptions {
@@ -198,7 +126,7 @@ export interface EvalOptions {
    * own checkpoint; a shard run never reports (its result is incomplete): a final run without shard
    * resumes with the shards' checkpoints merged, does what is left and reports.
    */
-  shard?: { index: number; count: number };
+  shard?: Shard;
   onProgress?: (p: EvalProgress) => void;
   /** Checked after every unit: true stops the run (the checkpoint is up to date). */
   shouldStop?: () => boolean;
@@ -239,23 +167,6 @@ export interface Comparison {
   diff: number;
   /** Paired standard error of `diff` over passages (null with one passage). */
   se: number | null;
-}
-
-export interface ThroughputRow {
-  method: string;
-  label: string;
-  /** Passage length measured (after clamping). */
-  length: number;
-  /** The length asked for. */
-  requestedLength: number;
-  passages: number;
-  filledTokens: number;
-  seconds: number;
-  msPerPassage: number;
-  msPerPassageMedian: number;
-  tokensPerSecond: number;
-  /** seconds(method) / seconds(maria): how many times faster MARIA is (null without maria). */
-  mariaSpeedup: number | null;
 }
 
 export interface EvalResults {
@@ -300,7 +211,7 @@ export interface EvalResults {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Units and the checkpoint
+// What each unit of work keeps in the checkpoint
 
 interface QualitySums {
   passages: number;
@@ -326,13 +237,6 @@ interface ReferenceSums {
   genTokens: number;
 }
 
-interface ThroughputSums {
-  rate: number;
-  temperature: number;
-  rows: Array<{ method: string; length: number; requestedLength: number; times: number[]; filled: number }>;
-  notes: string[];
-}
-
 interface UnconditionalSums {
   method: string;
   samples: number[][];
@@ -340,31 +244,14 @@ interface UnconditionalSums {
 }
 
 type UnitSums = QualitySums | ReferenceSums | ThroughputSums | UnconditionalSums;
-
-interface Checkpoint {
-  format: 'maria-eval-checkpoint';
-  version: 1;
-  fingerprint: string;
-  startedAt: string;
-  units: Record<string, UnitSums>;
-}
+type Checkpoint = UnitCheckpoint<UnitSums>;
+type Unit = WorkUnit<UnitSums>;
 
 /** The additive counters of QualitySums (merged across checkpoint units by adding). */
 const SUM_FIELDS = ['passages', 'masked', 'nllSum', 'correct', 'genNllSum', 'genTokens', 'genFilledNllSum', 'genFilledTokens', 'distinct2Sum', 'distinct2Count', 'entropySum', 'entropyTokens'] as const;
 
 function emptySums(): QualitySums {
   return { passages: 0, masked: 0, nllSum: 0, correct: 0, genNllSum: 0, genTokens: 0, genFilledNllSum: 0, genFilledTokens: 0, distinct2Sum: 0, distinct2Count: 0, entropySum: 0, entropyTokens: 0, byPassage: [], time: { score: 0, greedy: 0, sample: 0, scorer: 0 } };
-}
-
-function readCheckpoint(path: string): Checkpoint {
-  let c: Checkpoint;
-  try {
-    c = JSON.parse(readFileSync(path, 'utf8')) as Checkpoint;
-  } catch (err) {
-    throw new InputError(`${path}: not a readable checkpoint (${(err as Error).message})`);
-  }
-  if (c.format !== 'maria-eval-checkpoint' || c.version !== 1 || typeof c.units !== 'object') throw new InputError(`${path}: not a maria eval checkpoint`);
-  return c;
 }
 
 const require = createRequire(import.meta.url);
@@ -396,16 +283,6 @@ export function ratioSe(x: readonly number[], k: readonly number[]): number | nu
   return Math.sqrt((ss * n) / (n - 1)) / sk;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
-
-/** Ids with the masked positions blanked: no method can read the truth it has to fill. */
-function blanked(ids: readonly number[], masked: readonly boolean[]): MaskedSequence {
-  return { ids: ids.map((id, i) => (masked[i] ? 0 : id)), masked: [...masked] };
-}
-
 // ---------------------------------------------------------------------------------------------
 // The harness
 
@@ -416,14 +293,6 @@ interface Context {
   seed: number;
   samples: number;
   elboDraws: number;
-}
-
-function instanceFor(ctx: Context, spec: MethodSpec): Maria {
-  return spec.head === 'product-of-experts' ? ctx.poe! : ctx.maria;
-}
-
-function stepsFor(spec: MethodSpec, masked: number): number | undefined {
-  return spec.base === 'mdlm' ? (spec.steps === 'M' ? masked : (spec.steps as number)) : undefined;
 }
 
 /** One passage under one method at one mask: adds into `sums`. */
@@ -487,47 +356,6 @@ async function evalPassage(ctx: Context, spec: MethodSpec, passage: Passage, ind
   sums.masked += K;
 }
 
-/** Times every method on the same passages, interleaved (passage by passage, method by method). */
-async function measureThroughput(
-  ctx: Context,
-  specs: MethodSpec[],
-  o: Required<ThroughputOptions>,
-  tick: (items: number) => void,
-): Promise<ThroughputSums> {
-  const maxTokens = Math.min(ctx.maria.maxTokens, ctx.poe?.maxTokens ?? Infinity);
-  const notes: string[] = [];
-  const lengths = new Map<number, number>();
-  for (const L of o.lengths) {
-    const eff = Math.min(L, maxTokens);
-    if (eff !== L) notes.push(`throughput length ${L} measured at ${eff} tokens: the models take at most ${maxTokens} text tokens (their context includes the special tokens)`);
-    if (!lengths.has(eff)) lengths.set(eff, L);
-  }
-  const rows: ThroughputSums['rows'] = [];
-  for (const [L, requested] of lengths) {
-    const passages = o.passagesFor(L, o.passages);
-    const cells = specs.map((spec) => ({ spec, times: [] as number[], filled: 0 }));
-    const run = async (spec: MethodSpec, p: Passage, i: number): Promise<{ ms: number; filled: number }> => {
-      const masked = evalMask(p.ids, o.rate, 'random', ctx.seed);
-      const K = masked.filter(Boolean).length;
-      const m = instanceFor(ctx, spec);
-      const t0 = performance.now();
-      await infillWithMethod(m, blanked(p.ids, masked), spec.base, { temperature: o.temperature, samples: 1, seed: derivedSeed(ctx.seed, `throughput/${spec.name}/${L}/${i}`), steps: stepsFor(spec, K), alternatives: 0 });
-      return { ms: performance.now() - t0, filled: K };
-    };
-    if (o.warmup) for (const c of cells) await run(c.spec, passages[0], -1);
-    for (let i = 0; i < passages.length; i++) {
-      for (const c of cells) {
-        const r = await run(c.spec, passages[i], i);
-        c.times.push(r.ms);
-        c.filled += r.filled;
-        tick(1);
-      }
-    }
-    for (const c of cells) rows.push({ method: c.spec.name, length: L, requestedLength: requested, times: c.times, filled: c.filled });
-  }
-  return { rate: o.rate, temperature: o.temperature, rows, notes };
-}
-
 // ---------------------------------------------------------------------------------------------
 // evaluate
 
@@ -589,17 +417,6 @@ async function loadPoeAndScorer(ctx: Context, settings: Settings, session: Sessi
   }
 }
 
-function throughputSettings(t: ThroughputOptions | false | undefined, maria: Maria, seed: number): Required<ThroughputOptions> | null {
-  return t === false ? null : {
-    lengths: t?.lengths ?? DEFAULT_THROUGHPUT_LENGTHS,
-    rate: t?.rate ?? 0.5,
-    passages: t?.passages ?? 3,
-    passagesFor: t?.passagesFor ?? ((L: number, n: number) => brownPassages(maria.tokenizer, { length: L, n, seed })),
-    warmup: t?.warmup ?? true,
-    temperature: t?.temperature ?? 1,
-  };
-}
-
 /** The fingerprint hashes this object as JSON: its keys and their order are part of every checkpoint. */
 function runConfig(settings: Settings, maria: Maria, tp: Required<ThroughputOptions> | null, uncond: UnconditionalSettings | null): EvalResults['config'] {
   return {
@@ -629,38 +446,6 @@ function fingerprintOf(config: EvalResults['config'], passages: readonly Passage
   return createHash('sha256').update(JSON.stringify({ ...config, passagesSha256: passageHash.digest('hex'), contents })).digest('hex');
 }
 
-/** Whether a unit is this shard's (every unit without a shard). */
-function shardFilter(shard: EvalOptions['shard']): (key: string) => boolean {
-  if (shard && !(Number.isInteger(shard.count) && shard.count >= 1 && Number.isInteger(shard.index) && shard.index >= 0 && shard.index < shard.count)) {
-    throw new InputError(`shard ${shard.index} of ${shard.count}: the index must be an integer from 0 to count − 1`);
-  }
-  // By a hash of the key, not by position: positions cycle through the methods, whose costs differ a lot.
-  return (key) => !shard || (key !== 'throughput' && Math.floor(seededHash(0, key) * shard.count) === shard.index);
-}
-
-/**
- * Every file read must carry this run's fingerprint, so that a resume never mixes in results of
- * other arguments, passages or models.
- */
-function openCheckpoint(o: EvalOptions, fingerprint: string, inShard: (key: string) => boolean): { checkpoint: Checkpoint; resumed: boolean } {
-  let checkpoint: Checkpoint = { format: 'maria-eval-checkpoint', version: 1, fingerprint, startedAt: new Date().toISOString(), units: {} };
-  if (!o.resume) return { checkpoint, resumed: false };
-  if (!o.checkpoint) throw new InputError('resume needs a checkpoint file');
-  if (existsSync(o.checkpoint)) {
-    const c = readCheckpoint(o.checkpoint);
-    if (c.fingerprint !== fingerprint) throw new InputError(`${o.checkpoint}: the checkpoint is from a run with other arguments, passages or models (resume only with the same arguments and unchanged bundle and scorer)`);
-    checkpoint = { ...c, units: Object.fromEntries(Object.entries(c.units).filter(([key]) => inShard(key))) };
-  }
-  for (const path of o.mergeCheckpoints ?? []) {
-    if (!existsSync(path)) continue;
-    const c = readCheckpoint(path);
-    if (c.fingerprint !== fingerprint) throw new InputError(`${path}: this checkpoint is from a run with other arguments, passages or models; delete it or resume with the same arguments`);
-    // A shard takes only its own share: the other shards' units would only grow the file it rewrites after each unit.
-    for (const [key, unit] of Object.entries(c.units)) if (inShard(key)) checkpoint.units[key] ??= unit;
-  }
-  return { checkpoint, resumed: Object.keys(checkpoint.units).length > 0 };
-}
-
 interface Chunk {
   /** Index of the first passage: part of the unit keys and of the seeds. */
   start: number;
@@ -671,14 +456,6 @@ function chunksOf(passages: readonly Passage[], chunkSize: number): Chunk[] {
   const chunks: Chunk[] = [];
   for (let s = 0; s < passages.length; s += chunkSize) chunks.push({ start: s, items: passages.slice(s, s + chunkSize) });
   return chunks;
-}
-
-interface Unit {
-  /** Where its result goes in the checkpoint. */
-  key: string;
-  /** Its progress items. */
-  weight: number;
-  run: (tick: (items: number) => void) => Promise<UnitSums>;
 }
 
 /** The keys are the checkpoint's: a resumed run finds its done units by them, so they never change. */
@@ -746,32 +523,6 @@ function planUnits(
     });
   }
   return units;
-}
-
-/**
- * Saves the checkpoint after every unit, so that a stop or a crash loses at most the unit in
- * progress. False when `shouldStop` stopped the run.
- */
-async function runUnits(units: readonly Unit[], checkpoint: Checkpoint, o: EvalOptions): Promise<boolean> {
-  const total = units.reduce((a, u) => a + u.weight, 0);
-  let restored = 0;
-  for (const u of units) if (checkpoint.units[u.key]) restored += u.weight;
-  let done = restored;
-  o.onProgress?.({ done, total, restored, unit: '' });
-  for (const u of units) {
-    if (checkpoint.units[u.key]) continue;
-    if (o.shouldStop?.()) return false;
-    let inUnit = 0;
-    const result = await u.run((items) => {
-      inUnit += items;
-      o.onProgress?.({ done: done + Math.min(inUnit, u.weight), total, restored, unit: u.key });
-    });
-    checkpoint.units[u.key] = result;
-    if (o.checkpoint) writeFileAtomic(o.checkpoint, JSON.stringify(checkpoint));
-    done += u.weight;
-    o.onProgress?.({ done, total, restored, unit: u.key });
-  }
-  return true;
 }
 
 /**
@@ -854,31 +605,6 @@ function referenceResult(checkpoint: Checkpoint, chunks: Chunk[]): EvalResults['
   return r.passages > 0 ? { genPpl: Math.exp(r.genNllSum / r.genTokens), passages: r.passages } : null;
 }
 
-function throughputResult(t: ThroughputSums, specs: MethodSpec[]): EvalResults['throughput'] {
-  const rows: ThroughputRow[] = t.rows.map((r) => {
-    const seconds = r.times.reduce((a, b) => a + b, 0) / 1000;
-    const spec = specs.find((s) => s.name === r.method)!;
-    return {
-      method: r.method,
-      label: spec.label,
-      length: r.length,
-      requestedLength: r.requestedLength,
-      passages: r.times.length,
-      filledTokens: r.filled,
-      seconds,
-      msPerPassage: (seconds * 1000) / r.times.length,
-      msPerPassageMedian: median(r.times),
-      tokensPerSecond: r.filled / seconds,
-      mariaSpeedup: null,
-    };
-  });
-  for (const row of rows) {
-    const ref = rows.find((x) => x.method === 'maria' && x.length === row.length);
-    row.mariaSpeedup = ref ? row.seconds / ref.seconds : null;
-  }
-  return { rate: t.rate, temperature: t.temperature, rows };
-}
-
 async function unconditionalResult(
   ctx: Context,
   uncond: UnconditionalSettings,
@@ -949,8 +675,8 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
     const uncond = o.unconditional ? resolveUnconditional(o.unconditional, settings.length, maria.maxTokens) : null;
     const config = runConfig(settings, maria, tp, uncond);
     const fingerprint = fingerprintOf(config, settings.passages, ctx);
-    const inShard = shardFilter(o.shard);
-    const { checkpoint, resumed } = openCheckpoint(o, fingerprint, inShard);
+    const inShard = shardFilter(o.shard, ['throughput']);
+    const { checkpoint, resumed } = openCheckpoint<UnitSums>(o, fingerprint, inShard);
 
     const chunks = chunksOf(settings.passages, settings.chunkSize);
     const uncondSpecs = uncond ? unconditionalSpecs(uncond.length, uncond.annealSteps, uncond.mdlmSteps) : [];
