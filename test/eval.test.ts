@@ -308,6 +308,32 @@ describe('report', () => {
     expect(readFileSync(join(out, 'report.md'), 'utf8')).not.toContain('sharper distributions');
   });
 
+  it('says when one-pass MARIA samples worse than the AR unconditionally and when annealing costs diversity', () => {
+    const u = JSON.parse(JSON.stringify(straight)) as EvalResults;
+    const rows = u.unconditional!.rows;
+    const set = (method: string, genPpl: number, distinct2: number): void => {
+      const row = rows.find((x) => x.method === method)!;
+      row.genPpl = genPpl;
+      row.distinct2 = distinct2;
+    };
+    set('maria', 700, 0.9);
+    set('ar', 100, 0.9);
+    set('maria-anneal', 80, 0.5);
+    u.unconditional!.reference!.distinct2 = 0.85;
+    const out = join(pair.root, 'uncond');
+    writeReport(u, out);
+    let md = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(md).toContain('MARIA in one pass 700.0');
+    expect(md).toContain('In one pass from all-mask, MARIA samples worse than the AR alone (gen-ppl 700.0 against 100.0)');
+    expect(md).toContain('Annealing pays for its gen-ppl in diversity: its distinct-2 (0.500)');
+    set('maria', 90, 0.9);
+    set('maria-anneal', 80, 0.8);
+    writeReport(u, out);
+    md = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(md).not.toContain('In one pass from all-mask');
+    expect(md).not.toContain('Annealing pays for its gen-ppl');
+  });
+
   it('draws charts with log axes and no data', () => {
     const svg = svgChart({ title: 'a < b', xLabel: 'x', yLabel: 'y', series: [{ name: 's', points: [{ x: 1, y: 10 }, { x: 1000, y: 20 }] }], logX: true });
     expect(svg).toContain('a &lt; b');

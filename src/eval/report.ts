@@ -456,15 +456,25 @@ function findings(r: EvalResults): string[] {
     const u = r.unconditional;
     const by = (m: string): typeof u.rows[number] | undefined => u.rows.find((x) => x.method === m);
     const a = by('maria-anneal');
+    const onePass = by('maria');
     const ar = by('ar');
     const bestMdlm = u.rows.filter((x) => x.method.startsWith('mdlm-')).sort((x, y) => x.genPpl - y.genPpl)[0];
     if (a) {
       out.push(
         `Unconditional generation (length ${u.length}, gen-ppl under ${u.scorer}): MARIA + annealing ${fmtPpl(a.genPpl)} (distinct-2 ${fmt(a.distinct2)})` +
+          (onePass ? `, MARIA in one pass ${fmtPpl(onePass.genPpl)} (distinct-2 ${fmt(onePass.distinct2)})` : '') +
           (ar ? `, AR sampling ${fmtPpl(ar.genPpl)} (distinct-2 ${fmt(ar.distinct2)})` : '') +
           (bestMdlm ? `, the best MDLM sampler (${bestMdlm.method}) ${fmtPpl(bestMdlm.genPpl)} (distinct-2 ${fmt(bestMdlm.distinct2)})` : '') +
           (u.scorerIsEnergy ? ". These are scored by the bundle's AR, which is also the annealing energy: maria-anneal optimised the very metric, so its advantage is overstated." : '.'),
       );
+      if (onePass && ar && onePass.genPpl > ar.genPpl) {
+        out.push(
+          `In one pass from all-mask, MARIA samples worse than the AR alone (gen-ppl ${fmtPpl(onePass.genPpl)} against ${fmtPpl(ar.genPpl)}): its single MLM pass sees only [MASK] and contributes a position prior, not content, and the head, trained on partly masked text, still weighs that prior in. Annealing re-masks part of a complete sample, so the MLM then sees real context; that is why MARIA needs it for unconditional generation.`,
+        );
+      }
+      if (a.distinct2 !== null && u.reference?.distinct2 != null && a.distinct2 < u.reference.distinct2 - 0.1) {
+        out.push(`Annealing pays for its gen-ppl in diversity: its distinct-2 (${fmt(a.distinct2)}) is well below that of real passages (${fmt(u.reference.distinct2)}); the Metropolis steps on an AR energy favour the repetitive text that an AR scores well.`);
+      }
     }
   }
   out.push(`These numbers come from ${r.config.passages} passages of ${r.config.passageLength} tokens. The MDLM bound is a Monte-Carlo estimate (${r.config.elboDraws} draws per passage; its noise is inside its standard error), and so are the sampling-based metrics (gen-ppl, distinct-2, entropy), which carry no error bar here: read small differences in them as ties.`);
