@@ -172,6 +172,27 @@ describe('evaluate', () => {
     expect(other.quality[0].nll).not.toBe(straight.quality[0].nll);
   });
 
+  it('samples the infills at the temperature asked for: colder samples are sharper, the rest is unchanged', async () => {
+    const only = { ...base, methods: ['maria', 'mlm-l2r'], spans: false, maskRates: [0.5], throughput: false as const, unconditional: false as const, samples: 4 };
+    const warm = await evaluate(only);
+    const cold = await evaluate({ ...only, temperature: 0.3 });
+    expect(cold.config.temperature).toBe(0.3);
+    for (const method of ['maria', 'mlm-l2r']) {
+      const w = warm.quality.find((q) => q.method === method)!;
+      const c = cold.quality.find((q) => q.method === method)!;
+      expect(c.entropy).toBeLessThan(w.entropy);
+      // NLL and greedy accuracy do not depend on the sampling temperature.
+      expect(c.nll).toBe(w.nll);
+      expect(c.accuracy).toBe(w.accuracy);
+    }
+    const out = join(pair.root, 'cold');
+    writeReport(cold, out);
+    const md = readFileSync(join(out, 'report.md'), 'utf8');
+    expect(md).toContain('sampled infills per passage (temperature 0.3');
+    expect(md).toContain("mean surprisal of its own samples");
+    await expect(evaluate({ ...only, temperature: 0 })).rejects.toThrow(/temperature must be a positive number, got 0/);
+  });
+
   it('resumes an interrupted run to the same results as a straight run', async () => {
     const dir = join(pair.root, 'resume');
     mkdirSync(dir, { recursive: true });

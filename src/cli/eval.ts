@@ -22,6 +22,7 @@ interface Options {
   spans?: boolean;
   methods: string;
   samples: string;
+  temperature: string;
   bundle: string;
   scorer?: string;
   seed: string;
@@ -120,6 +121,7 @@ export function register(program: Command): void {
     .option('--spans', 'also evaluate span masks at every rate')
     .option('--methods <list>', `comma-separated methods (maria, maria-poe, mlm-l2r, mlm-oneshot, ar, mdlm-M, mdlm-<T>)`, DEFAULT_METHODS.join(','))
     .option('--samples <S>', 'sampled infills per passage (gen-ppl, diversity)', '4')
+    .option('--temperature <t>', 'sampling temperature of those infills (> 0; compare methods at matched sharpness)', '1')
     .option('--bundle <dir>', 'MARIA bundle', 'models/default')
     .option('--scorer <dir>', `causal LM for generative perplexity (default ${DEFAULT_SCORER} when present)`)
     .option('--seed <S>', 'run seed (passages, masks, samplers)', '0')
@@ -143,6 +145,8 @@ export function register(program: Command): void {
         const length = parseInteger('--length', o.length, { min: 2 });
         const seed = parseInteger('--seed', o.seed, { min: 0 });
         const samples = parseInteger('--samples', o.samples, { min: 1 });
+        const temperature = parseNumber('--temperature', o.temperature, { min: 0 });
+        if (temperature === 0) fail('--temperature must be above 0: greedy infills are measured anyway (the accuracy column)');
         const maskRates = parseRates(o.maskRates);
         const methods = o.methods.split(',').map((s) => s.trim()).filter(Boolean);
         for (const m of methods) parseMethod(m);
@@ -223,6 +227,7 @@ export function register(program: Command): void {
             spans: !!o.spans,
             methods,
             samples,
+            temperature,
             seed,
             scorerDir,
             elboDraws,

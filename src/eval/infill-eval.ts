@@ -19,7 +19,7 @@
 //                            own (not a joint likelihood; neither a bound nor comparable as one).
 //   ppl        exp(nll).
 //   accuracy   greedy infill (temperature 0) vs the truth: matching ids / masked tokens.
-//   genPpl     generative perplexity of sampled infills (temperature 1, no top-k/top-p) under a
+//   genPpl     generative perplexity of sampled infills (`temperature`, default 1, no top-k/top-p) under a
 //              separate causal "scorer" LM: exp of the mean −log p_scorer(y_i | [BOS] y_<i) over
 //              EVERY token of the filled passage y (given tokens too, so a fill that does not fit
 //              its right context is penalised), pooled over samples and passages. genPplFilled is
@@ -28,9 +28,11 @@
 //   distinct2  per passage, the token bigrams of the N sampled fills that touch at least one
 //              filled position, pooled over the N samples: #distinct / #total (1 = every sample
 //              differs everywhere, about 1/N = all samples identical); mean over passages.
-//   entropy    mean over sampled filled tokens of −log q(y_i), q the distribution y_i was drawn
-//              from (after banning special tokens): an unbiased Monte-Carlo estimate of the mean
-//              per-position entropy H(q) of the sampling distributions (nats).
+//   entropy    mean over sampled filled tokens of −log p(y_i), p the model's distribution at
+//              that step (after banning special tokens; FilledToken.logprob). At temperature 1 the
+//              samples are drawn from p, so this is an unbiased Monte-Carlo estimate of the mean
+//              per-position entropy H(p) of the sampling distributions (nats); at another
+//              temperature it is the model's mean surprisal of its own samples (lower = sharper).
 //
 // Masks: evalMask(ids, rate, kind, seed) = randomMask / spanMask (src/maria/masks.ts): a function of
 // the passage's tokens, the rate and the seed only, so every method sees identical masks.
@@ -97,6 +99,8 @@ export interface EvalOptions {
   methods?: string[];
   /** Sampled infills per passage (diversity, gen-ppl; default 4). */
   samples?: number;
+  /** Sampling temperature of those infills (default 1; > 0: greedy infills are measured apart). */
+  temperature?: number;
   /** Run seed (default 0). */
   seed?: number;
   /** Causal LM folder for generative perplexity; null/absent → the metric is skipped (noted). */
@@ -181,6 +185,8 @@ export interface EvalResults {
     maskRates: number[];
     maskKinds: MaskKind[];
     samples: number;
+    /** Of the sampled infills; absent in results written before it could be set (then 1). */
+    temperature?: number;
     seed: number;
     elboDraws: number;
     chunkSize: number;
@@ -292,6 +298,7 @@ interface Context {
   scorer: Scorer | null;
   seed: number;
   samples: number;
+  temperature: number;
   elboDraws: number;
 }
 
@@ -318,7 +325,7 @@ async function evalPassage(ctx: Context, spec: MethodSpec, passage: Passage, ind
   for (const f of greedy.samples[0].filled) if (f.id === passage.ids[f.position]) sums.correct++;
   sums.time.greedy += now() - t;
   t = now();
-  const sampled: InfillResult = await infillWithMethod(m, seq, spec.base, { temperature: 1, samples: ctx.samples, seed: derivedSeed(ctx.seed, `sample/${key}`), steps, alternatives: 0 });
+  const sampled: InfillResult = await infillWithMethod(m, seq, spec.base, { temperature: ctx.temperature, samples: ctx.samples, seed: derivedSeed(ctx.seed, `sample/${key}`), steps, alternatives: 0 });
   for (const s of sampled.samples) {
     for (const f of s.filled) {
       sums.entropySum -= f.logprob;
@@ -367,6 +374,7 @@ interface Settings {
   specs: MethodSpec[];
   names: string[];
   samples: number;
+  temperature: number;
   elboDraws: number;
   chunkSize: number;
   passages: readonly Passage[];
@@ -386,6 +394,8 @@ function checkedSettings(o: EvalOptions): Settings {
   if (specs.length === 0) throw new InputError('no methods to evaluate');
   const samples = o.samples ?? 4;
   if (!Number.isInteger(samples) || samples < 1) throw new InputError(`samples must be a positive integer, got ${samples}`);
+  const temperature = o.temperature ?? 1;
+  if (!(temperature > 0 && Number.isFinite(temperature))) throw new InputError(`the sampling temperature must be a positive number, got ${temperature} (greedy infills are measured anyway, as accuracy)`);
   const elboDraws = o.elboDraws ?? 16;
   const chunkSize = o.chunkSize ?? 10;
   if (!Number.isInteger(chunkSize) || chunkSize < 1) throw new InputError(`chunk size must be a positive integer, got ${chunkSize}`);
@@ -395,7 +405,7 @@ function checkedSettings(o: EvalOptions): Settings {
   if (passages.some((p) => p.ids.length !== length)) throw new InputError('all passages must have the same length');
   const scorerDir = o.scorerDir ? resolve(o.scorerDir) : null;
   if (scorerDir && !existsSync(scorerDir)) throw new InputError(`scorer folder ${scorerDir} does not exist`);
-  return { seed, maskRates, maskKinds, specs, names, samples, elboDraws, chunkSize, passages, length, scorerDir, bundleDir: resolve(o.bundleDir) };
+  return { seed, maskRates, maskKinds, specs, names, samples, temperature, elboDraws, chunkSize, passages, length, scorerDir, bundleDir: resolve(o.bundleDir) };
 }
 
 /**
@@ -426,6 +436,7 @@ function runConfig(settings: Settings, maria: Maria, tp: Required<ThroughputOpti
     maskRates: settings.maskRates,
     maskKinds: settings.maskKinds,
     samples: settings.samples,
+    temperature: settings.temperature,
     seed: settings.seed,
     elboDraws: settings.elboDraws,
     chunkSize: settings.chunkSize,
@@ -668,7 +679,7 @@ export async function evaluate(o: EvalOptions): Promise<EvalResults> {
 
   const session = o.threads ? { threads: o.threads } : {};
   const maria = await Maria.load(settings.bundleDir, session);
-  const ctx: Context = { maria, poe: null, scorer: null, seed: settings.seed, samples: settings.samples, elboDraws: settings.elboDraws };
+  const ctx: Context = { maria, poe: null, scorer: null, seed: settings.seed, samples: settings.samples, temperature: settings.temperature, elboDraws: settings.elboDraws };
   try {
     await loadPoeAndScorer(ctx, settings, session, o.threads, notes);
     const tp = throughputSettings(o.throughput, maria, settings.seed);

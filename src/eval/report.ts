@@ -20,6 +20,11 @@ function fmt(x: number | null | undefined, digits = 3): string {
   return x.toFixed(digits);
 }
 
+/** The sampled infills' temperature (results written before it could be set used 1). */
+function sampleTemperature(r: EvalResults): number {
+  return r.config.temperature ?? 1;
+}
+
 function fmtPpl(x: number | null | undefined): string {
   if (x === null || x === undefined || !Number.isFinite(x)) return '—';
   return x >= 1000 ? x.toExponential(2) : x.toFixed(x >= 100 ? 1 : 2);
@@ -400,9 +405,9 @@ function findings(r: EvalResults): string[] {
   }
   if (ent.length) {
     out.push(
-      `Entropy of the sampling distributions (nats per filled token, temperature 1) — ${ent.join('; ')}.` +
+      `${sampleTemperature(r) === 1 ? 'Entropy of the sampling distributions (nats per filled token, temperature 1)' : `The models' mean surprisal of their own samples (nats per filled token, temperature ${sampleTemperature(r)})`} — ${ent.join('; ')}.` +
         (sharpest.length
-          ? ` At mask rate${sharpest.length > 1 ? 's' : ''} ${sharpest.length > 1 ? `${sharpest.slice(0, -1).join(', ')} and ${sharpest.at(-1)}` : sharpest[0]} MARIA samples from sharper distributions than every MLM-based baseline: its decoder adds the MLM's and the AR's evidence (at initialisation exactly a product of experts), so it is more confident than either model alone. Sharper sampling makes infills more likely under a scorer and less diverse at once, so compare gen-ppl at matched entropy (a lower temperature for the baselines) before calling MARIA's samples better.`
+          ? ` At mask rate${sharpest.length > 1 ? 's' : ''} ${sharpest.length > 1 ? `${sharpest.slice(0, -1).join(', ')} and ${sharpest.at(-1)}` : sharpest[0]} MARIA samples from sharper distributions than every MLM-based baseline: its decoder adds the MLM's and the AR's evidence (at initialisation exactly a product of experts), so it is more confident than either model alone. Sharper sampling makes infills more likely under a scorer and less diverse at once, so compare gen-ppl at matched sharpness (a lower --temperature for the baselines) before calling MARIA's samples better.`
           : ''),
     );
   }
@@ -539,7 +544,7 @@ export function renderMarkdown(r: EvalResults): string {
   const genres = Object.entries(m.data.genres).sort((a, b) => b[1] - a[1]).map(([g, n]) => `${g} ${n}`).join(', ');
   L.push(`- **Data**: ${m.data.passages} passages of ${m.data.length} tokens from ${m.data.docs} documents of ${code(m.data.source)} (${genres}). ${m.data.description}`);
   L.push(`- **Masks**: ${r.config.maskKinds.map((k) => (k === 'random' ? 'i.i.d. (randomMask: each token with probability r, at least one)' : 'spans (spanMask: geometric spans of mean length 4 up to round(r·n) tokens)')).join('; ')} at rates ${r.config.maskRates.join(', ')}; a mask depends only on (passage tokens, rate, seed), so every method sees the same masks.`);
-  L.push(`- **Seeds**: run seed ${r.config.seed}; every sampler and Monte-Carlo seed is derived from (seed, method, mask kind, rate, passage index), so the same command gives the same quality numbers. ${r.config.samples} sampled infills per passage (temperature 1, no top-k/top-p); MDLM bound with ${r.config.elboDraws} Monte-Carlo draws per passage.`);
+  L.push(`- **Seeds**: run seed ${r.config.seed}; every sampler and Monte-Carlo seed is derived from (seed, method, mask kind, rate, passage index), so the same command gives the same quality numbers. ${r.config.samples} sampled infills per passage (temperature ${sampleTemperature(r)}, no top-k/top-p); MDLM bound with ${r.config.elboDraws} Monte-Carlo draws per passage.`);
   L.push(`- **Machine**: ${m.machine.cpu}, ${m.machine.cores} cores, ${m.machine.threads} ORT thread(s); ${m.machine.os}; Node ${m.machine.node}; onnxruntime-node ${m.machine.onnxruntime}; load average at the end ${m.machine.loadAverage.map((x) => x.toFixed(2)).join(' / ')}.`);
   L.push(`- **Date**: started ${m.startedAt}, finished ${m.date}${m.resumed ? ' (resumed from a checkpoint)' : ''}; this process ran ${fmt(m.wallSeconds, 0)} s.`);
   L.push('');
@@ -549,9 +554,13 @@ export function renderMarkdown(r: EvalResults): string {
   L.push('- **NLL** (nats per masked token) of the true tokens at the masked positions, Σ over passages / Σ masked tokens; **ppl** = exp(NLL). *exact*: log p(x_M | x_¬M) by the chain rule (MARIA, MARIA at PoE init, MLM left-to-right with one MLM pass per masked token; AR only conditions on the left context). *ELBO*: MDLM with T steps, the discrete-time bound L_T = Σ_k (1/T)(1/t_k) E[Σ_{masked i} −log p_MLM(x_i | z_{t_k})], t_k = k/T, linear schedule — an upper bound on the NLL of the T-step sampler, looser for small T (L_T → the continuous-time bound as T grows). *independent*: MLM one-shot, every masked token scored on its own from one pass (a product of marginals, not a likelihood of x_M).');
   L.push('- **SE**: standard error of the NLL over passages (ratio estimator Σ NLL / Σ masked tokens, delta method). Differences between methods are judged by paired standard errors (same passages and masks): only |Δ| > 2 SE is called a win or a loss.');
   L.push('- **accuracy**: greedy infill (temperature 0) vs the truth, matching tokens / masked tokens.');
-  L.push('- **gen-ppl**: samples at temperature 1 are scored by the separate scorer LM: exp of the mean −log p_scorer(y_i | [BOS] y_<i) over *every* token of the filled passage (given tokens too, so a fill that clashes with its right context is penalised), pooled over samples and passages. results.json also has `genPplFilled`, the same mean over the filled positions only. The reference row is the scorer on the true passages.');
+  L.push(`- **gen-ppl**: samples at temperature ${sampleTemperature(r)} are scored by the separate scorer LM: exp of the mean −log p_scorer(y_i | [BOS] y_<i) over *every* token of the filled passage (given tokens too, so a fill that clashes with its right context is penalised), pooled over samples and passages. results.json also has \`genPplFilled\`, the same mean over the filled positions only. The reference row is the scorer on the true passages.`);
   L.push('- **distinct-2**: per passage, the token bigrams of the sampled fills that touch a filled position, pooled over the samples: distinct / total (about 1/N when all N samples are identical), averaged over passages.');
-  L.push('- **entropy** (nats): mean −log q(y_i) of the sampled tokens under the distribution q each was drawn from: an unbiased estimate of the mean per-position entropy of the sampling distributions.');
+  L.push(
+    sampleTemperature(r) === 1
+      ? '- **entropy** (nats): mean −log p(y_i) of the sampled tokens under the distribution p each was drawn from: an unbiased estimate of the mean per-position entropy of the sampling distributions.'
+      : `- **entropy** (nats): mean −log p(y_i) of the sampled tokens under the model's distribution p (before temperature); the samples were drawn at temperature ${sampleTemperature(r)}, so this is the model's mean surprisal of its own samples (lower = sharper), not the entropy of the tempered distribution.`,
+  );
   if (r.throughput) {
     const tc = r.config.throughput!;
     L.push(`- **throughput**: infilled tokens per second of wall time for one ${r.throughput.temperature === 0 ? 'greedy infill' : `sample (temperature ${r.throughput.temperature})`} per passage (mask rate ${r.throughput.rate}, ${tc.passages} passage(s) per length), every method on the same passages and masks, interleaved passage by passage and method by method in the same process${tc.warmup ? ' after one untimed warm-up call per method and length' : ''}; **speed-up of MARIA** = time of the method / time of MARIA (above 1: MARIA is faster).`);
