@@ -68,8 +68,12 @@ describe('units', () => {
       const { checkpoint } = openCheckpoint<number>({ checkpoint: paths[i] }, 'fp', filters[i]);
       await runUnits(countingUnits(many, runs).filter((u) => filters[i](u.key)), checkpoint, { checkpoint: paths[i] });
     }
+    const first = JSON.parse(readFileSync(paths[1], 'utf8')) as { startedAt: string };
+    writeFileSync(paths[1], JSON.stringify({ ...first, startedAt: '2020-01-01T00:00:00.000Z' }));
     const merged = openCheckpoint<number>({ checkpoint: join(dir, 'merged.json'), resume: true, mergeCheckpoints: [...paths, join(dir, 'missing.json')] }, 'fp', shardFilter(undefined));
     expect(Object.keys(merged.checkpoint.units)).toHaveLength(40);
+    // The merged run started when its first shard did.
+    expect(merged.checkpoint.startedAt).toBe('2020-01-01T00:00:00.000Z');
     await runUnits(countingUnits(many, runs), merged.checkpoint, {});
     expect(runs.size).toBe(41);
     expect([...runs.values()].every((n) => n === 1)).toBe(true);

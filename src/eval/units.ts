@@ -99,6 +99,8 @@ export function openCheckpoint<Result>(o: CheckpointOptions, fingerprint: string
     if (c.fingerprint !== fingerprint) throw new InputError(`${path}: this checkpoint is from a run with other arguments, passages or models; delete it or resume with the same arguments`);
     // A shard takes only its own share: the other shards' units would only grow the file it rewrites after each unit.
     for (const [key, unit] of Object.entries(c.units)) if (inShard(key)) checkpoint.units[key] ??= unit;
+    // The run started when its first process did (ISO dates compare as strings).
+    if (c.startedAt < checkpoint.startedAt) checkpoint.startedAt = c.startedAt;
   }
   return { checkpoint, resumed: Object.keys(checkpoint.units).length > 0 };
 }
