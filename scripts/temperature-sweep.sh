@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Sample quality at matched sharpness: the same passages and masks (Brown, 100 passages, half
+# Sample quality at matched diversity: the same passages and masks (Brown, 100 passages, half
 # masked) sampled at several temperatures by MARIA and the baselines that use the right context
 # (plus AR only), one `maria eval` per temperature, two at a time. Gen-ppl rewards sharp sampling,
 # so a method is only better if it wins at the same distinct-2 / surprisal, not just at T = 1.
-# Resumable: rerun the script and every eval continues from its checkpoint.
+# Resumable: rerun the script and every eval continues from its checkpoint. Ends with
+# `maria frontier`, which writes $OUT/frontier.md and one plot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-dist/cli/main.js}
@@ -21,3 +22,6 @@ while [ $# -gt 0 ]; do
   wait $a
   shift
 done
+dirs=()
+for t in $TEMPS; do dirs+=("$OUT/t$t"); done
+node "$BIN" frontier "${dirs[@]}" --out "$OUT"

@@ -281,6 +281,20 @@ describe('maria eval', () => {
     mkdirSync(bad);
     writeFileSync(join(bad, 'results.json'), '{"format":"other"}');
     expectUsageError(maria(['report', bad]), /not a maria eval results file/);
+
+    // `maria frontier` puts a run at another --temperature beside it.
+    const cold = join(pair.root, 'eval-cold');
+    const coldRun = maria([...args.slice(0, -1), cold, '--temperature', '0.5']);
+    expect(coldRun.code, coldRun.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(cold, 'results.json'), 'utf8'))).toMatchObject({ config: { temperature: 0.5 } });
+    const frontierDir = join(pair.root, 'frontier');
+    const f = maria(['frontier', out, cold, '--out', frontierDir]);
+    expect(f.code, f.stderr).toBe(0);
+    expect(readdirSync(frontierDir).sort()).toEqual(['frontier-random-0.5.svg', 'frontier.md']);
+    expect(readFileSync(join(frontierDir, 'frontier.md'), 'utf8')).toMatch(/\| MARIA \| 0\.5 \|[^\n]*\n\| MARIA \| 1 \|/);
+    expectUsageError(maria(['frontier', out, out, '--out', frontierDir]), /same temperature/);
+    expectUsageError(maria(['frontier', out, bad, '--out', frontierDir]), /not a maria eval results file/);
+    expectUsageError(maria([...args, '--temperature', '0']), /--temperature must be above 0/);
   });
 });
 

@@ -16,6 +16,7 @@ import {
   type EvalResults,
 } from '../src/eval/infill-eval.js';
 import { brownPassages, type Passage } from '../src/eval/lm-eval.js';
+import { matchedToMaria, renderFrontier, type FrontierPoint } from '../src/eval/frontier.js';
 import { recoverOut, svgChart, writeReport } from '../src/eval/report.js';
 import { distinctN } from '../src/eval/util.js';
 import { infillWithMethod, mdlmElbo } from '../src/maria/baselines.js';
@@ -191,6 +192,26 @@ describe('evaluate', () => {
     expect(md).toContain('sampled infills per passage (temperature 0.3');
     expect(md).toContain("mean surprisal of its own samples");
     await expect(evaluate({ ...only, temperature: 0 })).rejects.toThrow(/temperature must be a positive number, got 0/);
+
+    // The two runs make a frontier: one line per method, one point per temperature.
+    const files = renderFrontier([cold, warm], ['cold', 'warm']);
+    expect([...files.keys()].sort()).toEqual(['frontier-random-0.5.svg', 'frontier.md']);
+    const frontier = files.get('frontier.md')!;
+    expect(frontier).toContain('`cold` (T = 0.3), `warm` (T = 1)');
+    expect(frontier.match(/^\| MLM left-to-right \| (0\.3|1) \|/gm)).toHaveLength(2);
+    expect(files.get('frontier-random-0.5.svg')).toContain('T=0.3');
+    expect(() => renderFrontier([warm, warm], ['a', 'b'])).toThrow(/same temperature/);
+    expect(() => renderFrontier([warm, { ...cold, config: { ...cold.config, samples: 3 } }], ['a', 'b'])).toThrow(/b and a are not one sweep/);
+    expect(() => renderFrontier([warm], ['a'])).toThrow(/at least two eval runs/);
+  });
+
+  it("compares a baseline with MARIA's gen-ppl interpolated to the same distinct-2", () => {
+    const point = (method: string, temperature: number, distinct2: number, genPpl: number): FrontierPoint => ({ method, label: method, maskKind: 'random', rate: 0.5, temperature, genPpl, distinct2, surprisal: 0 });
+    const points = [point('maria', 0.7, 0.8, 100), point('maria', 1, 0.9, 400), point('mdlm-M', 1, 0.85, 150), point('mdlm-M', 1.2, 0.95, 900)];
+    const [inside, outside] = matchedToMaria(points);
+    // Halfway in distinct-2 between MARIA's points: the geometric mean of their gen-ppl.
+    expect(inside.mariaGenPpl).toBeCloseTo(200, 10);
+    expect(outside.mariaGenPpl).toBeNull();
   });
 
   it('resumes an interrupted run to the same results as a straight run', async () => {

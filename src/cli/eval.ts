@@ -1,7 +1,8 @@
 // `maria eval`: MARIA against its baselines (MDLM with T steps, MLM one-shot / left-to-right, AR
 // only, MARIA at PoE init) on Brown passages or a text file, in one harness (src/eval/infill-eval.ts),
 // with a progress bar, a resumable checkpoint in --out and an atomically written report
-// (src/eval/report.ts).
+// (src/eval/report.ts). `maria report` re-renders a report; `maria frontier` compares runs at
+// several sampling temperatures (src/eval/frontier.ts).
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -9,7 +10,9 @@ import { basename, join, resolve } from 'node:path';
 import type { BrownDoc } from '../data/corpus.js';
 import { DEFAULT_MASK_RATES, DEFAULT_METHODS, DEFAULT_THROUGHPUT_LENGTHS, evaluate, parseMethod, type EvalProgress, type EvalResults } from '../eval/infill-eval.js';
 import { brownPassages, type Passage } from '../eval/lm-eval.js';
+import { renderFrontier } from '../eval/frontier.js';
 import { recoverOut, writeReport } from '../eval/report.js';
+import { writeFileAtomic } from '../io/atomic.js';
 import { bundlePath, readManifest } from '../maria/bundle.js';
 import { TextTokenizer } from '../tokenizer/tokenizer.js';
 import { action, CliError, fail, formatEta, parseIntList, parseInteger, parseNumber, usageErrorsExit2 } from './util.js';
@@ -273,20 +276,40 @@ export function register(program: Command): void {
     .action(
       action((dir: string) => {
         recoverOut(dir);
-        const file = join(dir, 'results.json');
-        if (!existsSync(file)) throw new CliError(`${file}: no such file (write it with \`maria eval --out ${dir}\`)`);
-        let results: EvalResults;
-        try {
-          results = JSON.parse(readFileSync(file, 'utf8')) as EvalResults;
-        } catch (err) {
-          throw new CliError(`${file}: not valid JSON (${(err as Error).message})`);
-        }
-        if (results?.format !== 'maria-eval-results' || results.version !== 1) {
-          throw new CliError(`${file}: not a maria eval results file (format "maria-eval-results", version 1)`);
-        }
-        const files = writeReport(results, dir);
+        const files = writeReport(readResults(dir), dir);
         process.stderr.write(`wrote ${files.join(', ')} to ${resolve(dir)}\n`);
       }),
     );
   usageErrorsExit2(report);
+
+  const frontier = program
+    .command('frontier')
+    .argument('<dirs...>', 'folders written by `maria eval --out DIR`: the same command at different --temperature')
+    .requiredOption('--out <dir>', 'write frontier.md and one plot per mask rate here')
+    .description('sample quality at matched diversity: gen-ppl against distinct-2 across runs at several sampling temperatures, every baseline against MARIA at the same distinct-2 (scripts/temperature-sweep.sh makes the runs)')
+    .action(
+      action((dirs: string[], o: { out: string }) => {
+        const files = renderFrontier(dirs.map(readResults), dirs);
+        mkdirSync(o.out, { recursive: true });
+        for (const [name, content] of files) writeFileAtomic(join(o.out, name), content);
+        process.stderr.write(`wrote ${[...files.keys()].join(', ')} to ${resolve(o.out)}\n`);
+      }),
+    );
+  usageErrorsExit2(frontier);
+}
+
+/** DIR/results.json of `maria eval --out DIR`, checked. */
+function readResults(dir: string): EvalResults {
+  const file = join(dir, 'results.json');
+  if (!existsSync(file)) throw new CliError(`${file}: no such file (write it with \`maria eval --out ${dir}\`)`);
+  let results: EvalResults;
+  try {
+    results = JSON.parse(readFileSync(file, 'utf8')) as EvalResults;
+  } catch (err) {
+    throw new CliError(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  if (results?.format !== 'maria-eval-results' || results.version !== 1) {
+    throw new CliError(`${file}: not a maria eval results file (format "maria-eval-results", version 1)`);
+  }
+  return results;
 }

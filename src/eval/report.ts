@@ -15,7 +15,7 @@ import type { EvalResults, QualityRow, ThroughputRow } from './infill-eval.js';
 // ---------------------------------------------------------------------------------------------
 // Formatting
 
-function fmt(x: number | null | undefined, digits = 3): string {
+export function fmt(x: number | null | undefined, digits = 3): string {
   if (x === null || x === undefined || !Number.isFinite(x)) return '—';
   return x.toFixed(digits);
 }
@@ -25,7 +25,7 @@ function sampleTemperature(r: EvalResults): number {
   return r.config.temperature ?? 1;
 }
 
-function fmtPpl(x: number | null | undefined): string {
+export function fmtPpl(x: number | null | undefined): string {
   if (x === null || x === undefined || !Number.isFinite(x)) return '—';
   return x >= 1000 ? x.toExponential(2) : x.toFixed(x >= 100 ? 1 : 2);
 }
@@ -42,7 +42,7 @@ function code(s: string): string {
   return '`' + s.replace(/`/g, "'") + '`';
 }
 
-function table(header: string[], rows: string[][]): string {
+export function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]): string => `| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
   return [line(header), `|${header.map(() => '---').join('|')}|`, ...rows.map(line)].join('\n');
 }
