@@ -21,7 +21,7 @@ export interface MethodSpec {
 
 export const DEFAULT_METHODS = ['maria', 'maria-poe', 'mlm-l2r', 'mlm-oneshot', 'ar', 'mdlm-M', 'mdlm-64', 'mdlm-16', 'mdlm-4'];
 
-/** Parses a method name (case-insensitive; `mdlm` alone means mdlm-M). Throws RangeError. */
+/** Parses a method name (case-insensitive; `mdlm` alone means mdlm-M). Throws InputError on an unknown one. */
 export function parseMethod(name: string): MethodSpec {
   const n = name.trim().toLowerCase();
   const simple: Record<string, Omit<MethodSpec, 'name'>> = {

@@ -407,7 +407,7 @@ function findings(r: EvalResults): string[] {
     out.push(
       `${sampleTemperature(r) === 1 ? 'Entropy of the sampling distributions (nats per filled token, temperature 1)' : `The models' mean surprisal of their own samples (nats per filled token, temperature ${sampleTemperature(r)})`} — ${ent.join('; ')}.` +
         (sharpest.length
-          ? ` At mask rate${sharpest.length > 1 ? 's' : ''} ${sharpest.length > 1 ? `${sharpest.slice(0, -1).join(', ')} and ${sharpest.at(-1)}` : sharpest[0]} MARIA samples from sharper distributions than every MLM-based baseline: its decoder adds the MLM's and the AR's evidence (at initialisation exactly a product of experts), so it is more confident than either model alone. Sharper sampling makes infills more likely under a scorer and less diverse at once, so compare gen-ppl at matched sharpness (a lower --temperature for the baselines) before calling MARIA's samples better.`
+          ? ` At mask rate${sharpest.length > 1 ? 's' : ''} ${sharpest.length > 1 ? `${sharpest.slice(0, -1).join(', ')} and ${sharpest.at(-1)}` : sharpest[0]} MARIA samples from sharper distributions than every MLM-based baseline: its decoder adds the MLM's and the AR's evidence (at initialisation exactly a product of experts), so it is more confident than either model alone. Sharper sampling makes infills more likely under a scorer and less diverse at once, so compare gen-ppl at matched diversity (runs at several --temperature, put side by side by \`maria frontier\`) before calling MARIA's samples better.`
           : ''),
     );
   }
