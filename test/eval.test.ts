@@ -295,6 +295,10 @@ describe('report', () => {
     expect(qualityNumbers(results)).toEqual(qualityNumbers(JSON.parse(JSON.stringify(straight)) as EvalResults));
     const md = readFileSync(join(out, 'report.md'), 'utf8');
     for (const s of ['maria eval --test', '## Headline', '## Findings', '## Throughput', '## Unconditional generation', 'ELBO (bound)', 'independent', 'Machine', 'seed 7', ' ± ']) expect(md).toContain(s);
+    // Span masks get their own headline rows and findings, the general notes only once.
+    expect(md).toMatch(/^\| spans \| 0\.7 \| /m);
+    expect(md).toContain("- **Span masks**: MARIA's exact NLL against MLM left-to-right's");
+    expect(md.match(/The MDLM numbers are upper bounds/g)).toHaveLength(1);
     for (const f of files.filter((x) => x.endsWith('.svg'))) {
       const svg = readFileSync(join(out, f), 'utf8');
       expect(svg.startsWith('<svg')).toBe(true);

@@ -10,7 +10,7 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { asideDirectoryPrefix, replaceDirectory, uniqueTag, writeFileAtomic } from '../io/atomic.js';
-import type { EvalResults, QualityRow, ThroughputRow } from './infill-eval.js';
+import type { EvalResults, MaskKind, QualityRow, ThroughputRow } from './infill-eval.js';
 
 // ---------------------------------------------------------------------------------------------
 // Formatting
@@ -323,21 +323,20 @@ export function renderPlots(r: EvalResults): Map<string, string> {
 // ---------------------------------------------------------------------------------------------
 // Findings
 
-function findings(r: EvalResults): string[] {
+/** The findings that hold per mask kind: NLL comparisons, accuracy, gen-ppl, sharpness. */
+function maskKindFindings(r: EvalResults, kind: MaskKind): string[] {
   const out: string[] = [];
   const rates = r.config.maskRates;
   const has = (m: string): boolean => r.config.methods.includes(m);
   const mdlms = r.config.methods.filter((m) => m.startsWith('mdlm-'));
   const trained = r.config.headInit !== 'product-of-experts';
-  if (!has('maria')) return ['MARIA was not among the evaluated methods; no comparison is drawn.'];
-  if (!trained) out.push("**The bundle's head is the untrained product-of-experts head**: every MARIA number below is MARIA at initialisation; the paper's claims concern the trained head.");
 
   // Paired comparisons: MARIA − other on the same passages and masks, called a difference only
   // beyond two paired standard errors.
   const verdicts = (other: string): { wins: string[]; losses: string[]; ties: string[] } => {
     const v = { wins: [] as string[], losses: [] as string[], ties: [] as string[] };
     for (const rate of rates) {
-      const c = r.comparisons.find((x) => x.method === other && x.rate === rate && x.maskKind === 'random');
+      const c = r.comparisons.find((x) => x.method === other && x.rate === rate && x.maskKind === kind);
       if (!c) continue;
       const text = `${rate} (${c.diff < 0 ? '' : '+'}${c.diff.toFixed(3)}${c.se !== null ? ` ± ${(2 * c.se).toFixed(3)}` : ''})`;
       if (c.se !== null && Math.abs(c.diff) <= 2 * c.se) v.ties.push(text);
@@ -357,18 +356,20 @@ function findings(r: EvalResults): string[] {
   };
   compare('mlm-l2r', "MLM left-to-right's (exact, same MLM: the like-for-like comparison)");
   for (const m of mdlms) {
-    const label = qrow(r, m, rates[0])?.label ?? m;
+    const label = qrow(r, m, rates[0], kind)?.label ?? m;
     compare(m, `the ${label} ELBO`);
   }
-  if (mdlms.length) out.push("The MDLM numbers are upper bounds on the MDLM samplers' NLL: a MARIA win against a bound does not prove a lower true NLL, while a MARIA loss against a bound is a real loss.");
+  // Said once, with the first mask kind.
+  const first = kind === r.config.maskKinds[0];
+  if (mdlms.length && first) out.push("The MDLM numbers are upper bounds on the MDLM samplers' NLL: a MARIA win against a bound does not prove a lower true NLL, while a MARIA loss against a bound is a real loss.");
   compare('ar', "the AR's (left context only)");
   if (has('maria-poe') && trained) compare('maria-poe', 'its own product-of-experts initialisation (negative = training helped)');
-  if (has('mlm-oneshot')) out.push('MLM one-shot scores every masked token on its own (a product of marginals, not a joint likelihood); its NLL is shown for reference and is not comparable with the exact numbers or the bounds.');
+  if (has('mlm-oneshot') && first) out.push('MLM one-shot scores every masked token on its own (a product of marginals, not a joint likelihood); its NLL is shown for reference and is not comparable with the exact numbers or the bounds.');
 
   // Accuracy and sample quality.
   const acc: string[] = [];
   for (const rate of rates) {
-    const rows = rowsOf(r).filter((q) => q.rate === rate);
+    const rows = rowsOf(r, kind).filter((q) => q.rate === rate);
     if (rows.length === 0) continue;
     const best = rows.reduce((x, y) => (y.accuracy > x.accuracy ? y : x));
     const m = rows.find((q) => q.method === 'maria');
@@ -379,7 +380,7 @@ function findings(r: EvalResults): string[] {
   if (r.reference) {
     const gp: string[] = [];
     for (const rate of rates) {
-      const rows = rowsOf(r).filter((q) => q.rate === rate && q.genPpl !== null);
+      const rows = rowsOf(r, kind).filter((q) => q.rate === rate && q.genPpl !== null);
       const m = rows.find((q) => q.method === 'maria');
       if (!m || rows.length === 0) continue;
       const best = rows.reduce((x, y) => (y.genPpl! < x.genPpl! ? y : x));
@@ -393,7 +394,7 @@ function findings(r: EvalResults): string[] {
   const sharpest: number[] = [];
   const ent: string[] = [];
   for (const rate of rates) {
-    const rows = rowsOf(r).filter((q) => q.rate === rate && Number.isFinite(q.entropy));
+    const rows = rowsOf(r, kind).filter((q) => q.rate === rate && Number.isFinite(q.entropy));
     const m = rows.find((q) => q.method === 'maria');
     const others = rows.filter((q) => q.method !== 'maria' && q.method !== 'maria-poe' && q.method !== 'ar');
     if (!m || others.length === 0) continue;
@@ -410,6 +411,35 @@ function findings(r: EvalResults): string[] {
           ? ` At mask rate${sharpest.length > 1 ? 's' : ''} ${sharpest.length > 1 ? `${sharpest.slice(0, -1).join(', ')} and ${sharpest.at(-1)}` : sharpest[0]} MARIA samples from sharper distributions than every MLM-based baseline: its decoder adds the MLM's and the AR's evidence (at initialisation exactly a product of experts), so it is more confident than either model alone. Sharper sampling makes infills more likely under a scorer and less diverse at once, so compare gen-ppl at matched diversity (runs at several --temperature, put side by side by \`maria frontier\`) before calling MARIA's samples better.`
           : ''),
     );
+  }
+
+  // Why MARIA loses, where it does.
+  if (has('mlm-l2r')) {
+    const high = rates.filter((rate) => {
+      const c = r.comparisons.find((x) => x.method === 'mlm-l2r' && x.rate === rate && x.maskKind === kind);
+      return c && c.diff > 2 * (c.se ?? 0);
+    });
+    if (high.length) {
+      out.push(
+        `Where MARIA loses to MLM left-to-right (rates ${high.join(', ')}), we think the cause is that MARIA's MLM features come from ONE pass over the masked text: the tokens MARIA has already filled reach it only through the AR's left-to-right state, whereas MLM-L2R re-encodes the whole passage bidirectionally after every revealed token (|M| passes instead of one). The gap should grow with the mask rate, when most of what the single MLM pass sees is [MASK]` +
+          (trained ? '; a larger head or a richer fusion than a linear layer over frozen features would be the next thing to try.' : '; an untrained PoE head makes it worse, since it weighs both experts equally everywhere.'),
+      );
+    }
+  }
+  return out;
+}
+
+function findings(r: EvalResults): string[] {
+  const out: string[] = [];
+  const has = (m: string): boolean => r.config.methods.includes(m);
+  const trained = r.config.headInit !== 'product-of-experts';
+  if (!has('maria')) return ['MARIA was not among the evaluated methods; no comparison is drawn.'];
+  if (!trained) out.push("**The bundle's head is the untrained product-of-experts head**: every MARIA number below is MARIA at initialisation; the paper's claims concern the trained head.");
+
+  // Per mask kind: i.i.d. masks first (the headline), then spans when measured.
+  for (const kind of r.config.maskKinds) {
+    const prefix = kind === 'span' ? '**Span masks**: ' : '';
+    out.push(...maskKindFindings(r, kind).map((f) => prefix + f));
   }
 
   // Throughput.
@@ -444,19 +474,6 @@ function findings(r: EvalResults): string[] {
     }
   }
 
-  // Why MARIA loses, where it does.
-  if (has('mlm-l2r')) {
-    const high = rates.filter((rate) => {
-      const c = r.comparisons.find((x) => x.method === 'mlm-l2r' && x.rate === rate && x.maskKind === 'random');
-      return c && c.diff > 2 * (c.se ?? 0);
-    });
-    if (high.length) {
-      out.push(
-        `Where MARIA loses to MLM left-to-right (rates ${high.join(', ')}), we think the cause is that MARIA's MLM features come from ONE pass over the masked text: the tokens MARIA has already filled reach it only through the AR's left-to-right state, whereas MLM-L2R re-encodes the whole passage bidirectionally after every revealed token (|M| passes instead of one). The gap should grow with the mask rate, when most of what the single MLM pass sees is [MASK]` +
-          (trained ? '; a larger head or a richer fusion than a linear layer over frozen features would be the next thing to try.' : '; an untrained PoE head makes it worse, since it weighs both experts equally everywhere.'),
-      );
-    }
-  }
   if (r.unconditional && r.unconditional.rows.length) {
     const u = r.unconditional;
     const by = (m: string): typeof u.rows[number] | undefined => u.rows.find((x) => x.method === m);
@@ -503,30 +520,32 @@ export function renderMarkdown(r: EvalResults): string {
   if (headRates.length) {
     L.push('## Headline');
     L.push('');
-    const cols = ['mask rate', 'MARIA NLL (exact)'];
+    const kinds = r.config.maskKinds;
+    const cols = kinds.length > 1 ? ['masks', 'mask rate', 'MARIA NLL (exact)'] : ['mask rate', 'MARIA NLL (exact)'];
     if (mdlmM) cols.push('MDLM T=|M| (ELBO)');
     const mdlmBest = r.config.methods.filter((x) => x.startsWith('mdlm-'));
     if (mdlmBest.length > 1) cols.push('lowest MDLM bound (any T)');
     if (r.config.methods.includes('mlm-l2r')) cols.push('MLM left-to-right NLL (exact)');
     if (r.config.methods.includes('ar')) cols.push('AR only NLL (exact)');
-    L.push(
-      table(
-        cols,
-        headRates.map((rate) => {
-          const row = [String(rate), nllText(qrow(r, 'maria', rate))];
-          if (mdlmM) row.push(nllText(qrow(r, 'mdlm-M', rate)));
+    const rows = kinds.flatMap((kind) =>
+      headRates
+        .filter((rate) => qrow(r, 'maria', rate, kind))
+        .map((rate) => {
+          const row = kinds.length > 1 ? [kind === 'span' ? 'spans' : 'i.i.d.', String(rate)] : [String(rate)];
+          row.push(nllText(qrow(r, 'maria', rate, kind)));
+          if (mdlmM) row.push(nllText(qrow(r, 'mdlm-M', rate, kind)));
           if (mdlmBest.length > 1) {
-            const b = mdlmBest.map((x) => qrow(r, x, rate)).filter((q): q is QualityRow => !!q).sort((a, b) => a.nll - b.nll)[0];
+            const b = mdlmBest.map((x) => qrow(r, x, rate, kind)).filter((q): q is QualityRow => !!q).sort((a, b) => a.nll - b.nll)[0];
             row.push(b ? `${nllText(b)} (${b.label})` : '—');
           }
-          if (r.config.methods.includes('mlm-l2r')) row.push(nllText(qrow(r, 'mlm-l2r', rate)));
-          if (r.config.methods.includes('ar')) row.push(nllText(qrow(r, 'ar', rate)));
+          if (r.config.methods.includes('mlm-l2r')) row.push(nllText(qrow(r, 'mlm-l2r', rate, kind)));
+          if (r.config.methods.includes('ar')) row.push(nllText(qrow(r, 'ar', rate, kind)));
           return row;
         }),
-      ),
     );
+    L.push(table(cols, rows));
     L.push('');
-    L.push('NLL in nats per masked token, i.i.d. masks, lower is better; ± one standard error over passages (for MDLM it includes the Monte-Carlo noise of the bound). Paired differences with their errors are in the Findings.');
+    L.push(`NLL in nats per masked token, ${kinds.length > 1 ? 'i.i.d. and span masks' : 'i.i.d. masks'}, lower is better; ± one standard error over passages (for MDLM it includes the Monte-Carlo noise of the bound). Paired differences with their errors are in the Findings.`);
     if (r.throughput) {
       const Lmax = Math.max(...r.throughput.rows.map((t) => t.length));
       const sp = (x: string): string => times(r.throughput!.rows.find((t) => t.method === x && t.length === Lmax)?.mariaSpeedup);
