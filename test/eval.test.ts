@@ -212,6 +212,20 @@ describe('evaluate', () => {
     // Halfway in distinct-2 between MARIA's points: the geometric mean of their gen-ppl.
     expect(inside.mariaGenPpl).toBeCloseTo(200, 10);
     expect(outside.mariaGenPpl).toBeNull();
+
+    // The verdict: beyond ±5 % a loss or a win, within it on par.
+    const run = (temperature: number, rows: Record<string, [number, number]>): EvalResults => ({
+      ...straight,
+      config: { ...straight.config, temperature },
+      quality: straight.quality
+        .filter((q) => q.maskKind === 'random' && q.rate === 0.3 && rows[q.method])
+        .map((q) => ({ ...q, distinct2: rows[q.method][0], genPpl: rows[q.method][1] })),
+    });
+    const md = renderFrontier(
+      [run(0.7, { maria: [0.8, 100], 'mdlm-M': [0.7, 90], 'mlm-l2r': [0.7, 80] }), run(1, { maria: [0.9, 400], 'mdlm-M': [0.85, 150], 'mlm-l2r': [0.85, 206] })],
+      ['a', 'b'],
+    ).get('frontier.md')!;
+    expect(md).toContain("At matched distinct-2, MARIA's gen-ppl is **higher** than MDLM T=|M| at T = 1 (0.75×); on par (within ±5 %) with MLM left-to-right at T = 1 (1.03×).");
   });
 
   it('resumes an interrupted run to the same results as a straight run', async () => {
