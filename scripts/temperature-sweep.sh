@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-dist/cli/main.js}
 OUT=${OUT:-reports/brown-temperature-n100}
-TEMPS=${TEMPS:-"0.7 0.85 1 1.15"}
+TEMPS=${TEMPS:-"0.7 0.85 1 1.15 1.3"}
 run() {
   node "$BIN" eval --data brown --n 100 --length 128 --mask-rates 0.5 --methods maria,mlm-l2r,mdlm-M,ar \
     --samples 4 --temperature "$1" --bundle models/default --scorer models/scorer --no-throughput \

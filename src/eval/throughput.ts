@@ -1,8 +1,8 @@
 // Throughput of the infilling methods: every method timed on the same passages in one run,
 // interleaved passage by passage and method by method, so that a noisy machine slows them alike
 // and the ratios to MARIA stay fair.
-import type { Maria } from '../maria/maria.js';
 import { infillWithMethod } from '../maria/baselines.js';
+import type { Maria } from '../maria/maria.js';
 import { brownPassages, type Passage } from './lm-eval.js';
 import { blanked, evalMask, instanceFor, stepsFor, type MethodModels, type MethodSpec } from './methods.js';
 import { derivedSeed } from './util.js';
