@@ -7,7 +7,7 @@
 import { InputError } from '../maria/masks.js';
 import type { EvalResults } from './infill-eval.js';
 import type { MaskKind } from './methods.js';
-import { fmt, fmtPpl, svgChart, table } from './report.js';
+import { fmt, fmtPpl, sampleTemperature, svgChart, table } from './report.js';
 
 export interface FrontierPoint {
   method: string;
@@ -35,10 +35,6 @@ export interface MatchedPoint {
  */
 const TIE_BAND = 0.05;
 
-function temperatureOf(r: EvalResults): number {
-  return r.config.temperature ?? 1;
-}
-
 /** The runs must be one sweep: the same configuration and data, distinct temperatures, a scorer. */
 function checkSweep(runs: readonly EvalResults[], sources: readonly string[]): void {
   if (runs.length < 2) throw new InputError('a frontier needs at least two eval runs (the same command at different --temperature)');
@@ -47,7 +43,7 @@ function checkSweep(runs: readonly EvalResults[], sources: readonly string[]): v
     if (!r.config.scorer) throw new InputError(`${sources[i]}: this run has no scorer, so no gen-ppl (run maria eval with --scorer)`);
     if (key(r) !== key(runs[0])) throw new InputError(`${sources[i]} and ${sources[0]} are not one sweep: their runs differ in more than --temperature (methods, rates, passages, samples, models or seed)`);
   });
-  const temps = runs.map(temperatureOf);
+  const temps = runs.map(sampleTemperature);
   if (new Set(temps).size !== temps.length) throw new InputError(`two runs have the same temperature (${temps.join(', ')}): a sweep needs one run per temperature`);
 }
 
@@ -56,7 +52,7 @@ export function frontierPoints(runs: readonly EvalResults[]): FrontierPoint[] {
   for (const r of runs) {
     for (const q of r.quality) {
       if (q.genPpl === null || q.distinct2 === null) continue;
-      points.push({ method: q.method, label: q.label, maskKind: q.maskKind, rate: q.rate, temperature: temperatureOf(r), genPpl: q.genPpl, distinct2: q.distinct2, surprisal: q.entropy });
+      points.push({ method: q.method, label: q.label, maskKind: q.maskKind, rate: q.rate, temperature: sampleTemperature(r), genPpl: q.genPpl, distinct2: q.distinct2, surprisal: q.entropy });
     }
   }
   return points.sort((a, b) => a.temperature - b.temperature);
@@ -88,7 +84,7 @@ export function renderFrontier(runs: readonly EvalResults[], sources: readonly s
   const matched = matchedToMaria(points);
   const files = new Map<string, string>();
   const L: string[] = ['# Sample quality at matched diversity', ''];
-  L.push(`Runs (one per sampling temperature): ${sources.map((s, i) => `\`${s}\` (T = ${temperatureOf(runs[i])})`).join(', ')}.`);
+  L.push(`Runs (one per sampling temperature): ${sources.map((s, i) => `\`${s}\` (T = ${sampleTemperature(runs[i])})`).join(', ')}.`);
   L.push(`Command of the first: \`${runs[0].meta.command ?? 'library'}\`.`);
   L.push('');
   L.push(`Gen-ppl (lower = more fluent under the scorer) falls as sampling gets sharper, and so does diversity; a method has the better samples only where its gen-ppl is lower at the same distinct-2. "MARIA at the same distinct-2" interpolates MARIA's gen-ppl log-linearly between its two runs that bracket the baseline's distinct-2 (— outside MARIA's measured range). Surprisal is the model's mean −log p of its own samples (at T = 1 the entropy of its sampling distributions). Sampling metrics carry no error bars: ratios within ±${TIE_BAND * 100} % are called on par (a chosen band, not a measured one).`);

@@ -21,7 +21,7 @@ export function fmt(x: number | null | undefined, digits = 3): string {
 }
 
 /** The sampled infills' temperature (results written before it could be set used 1). */
-function sampleTemperature(r: EvalResults): number {
+export function sampleTemperature(r: EvalResults): number {
   return r.config.temperature ?? 1;
 }
 
